@@ -1,0 +1,40 @@
+"""dockerparallel: parallel-computing clusters on container services, without Kubernetes."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._errors import (
+    ClusterStateError,
+    ConformanceError,
+    DockerParallelError,
+    PartialLaunchError,
+    ProviderError,
+    ProviderThrottled,
+)
+from .cluster import DockerCluster
+from .container import DockerContainer, DockerHardware
+from .managed import ManagedCloudProvider, ScaleReport
+from .provider import CloudProvider, ServerAddress, WorkerNumbers, WorkerStatus
+
+try:
+    __version__ = version("dockerparallel")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CloudProvider",
+    "ClusterStateError",
+    "ConformanceError",
+    "DockerCluster",
+    "DockerContainer",
+    "DockerHardware",
+    "DockerParallelError",
+    "ManagedCloudProvider",
+    "PartialLaunchError",
+    "ProviderError",
+    "ProviderThrottled",
+    "ScaleReport",
+    "ServerAddress",
+    "WorkerNumbers",
+    "WorkerStatus",
+    "__version__",
+]

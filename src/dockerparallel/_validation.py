@@ -1,0 +1,59 @@
+"""Checks of user input shared by the public API.
+
+Each check raises ``TypeError`` or ``ValueError`` whose message names the
+argument, and returns the normalised value.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from typing import Any
+
+#: Upper bound on a worker number; anything above is a typo, not a cluster.
+MAX_WORKERS = 100_000
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def check_count(value: Any, name: str, *, minimum: int = 0, maximum: int = MAX_WORKERS) -> int:
+    """Return ``value`` as an ``int`` in ``[minimum, maximum]`` or raise.
+
+    Integral floats (``3.0``) are accepted; ``bool``, fractions, NaN and
+    infinities are not.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a whole number, not a bool ({value!r})")
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value) or not value.is_integer():
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        value = int(value)
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a whole number, got {type(value).__name__} {value!r}"
+        ) from None
+    if number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+    if number > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {number}")
+    return number
+
+
+def check_name(value: Any, name: str = "name") -> str:
+    """Return a cluster name: 1-63 letters, digits, ``_ . -``, starting alphanumeric."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{name} must be 1-63 characters of letters, digits, '_', '.' or '-', "
+            f"starting with a letter or digit; got {value!r}"
+        )
+    return value
+
+
+def check_verbose(value: Any) -> int:
+    """Return a verbose level (0, 1 or 2)."""
+    return check_count(value, "verbose", maximum=2)

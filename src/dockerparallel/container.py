@@ -1,0 +1,139 @@
+"""Plain data describing what to run: :class:`DockerContainer` and :class:`DockerHardware`.
+
+A provider reads ``image``, ``command``, ``environment``, ``name`` and
+``max_workers_per_container`` and nothing else. A backend (for example
+:class:`dockerparallel.backends.dask.DaskWorkerContainer`) subclasses
+:class:`DockerContainer` to say how its server container is derived and how
+the command changes with the server address and the number of workers packed
+into one container.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from ._validation import check_count
+
+if TYPE_CHECKING:
+    from .provider import ServerAddress
+
+#: Environment variables a generic container receives; backends may add more.
+ENV_SERVER_IP = "DOCKERPARALLEL_SERVER_IP"
+ENV_SERVER_PORT = "DOCKERPARALLEL_SERVER_PORT"
+ENV_WORKER_NUMBER = "DOCKERPARALLEL_WORKER_NUMBER"
+
+
+@dataclass(frozen=True)
+class DockerHardware:
+    """Hardware asked for one container.
+
+    Parameters
+    ----------
+    cpu : int
+        CPU in units of 1/1024 core (1024 is one core), as ECS counts it.
+    memory : int
+        Memory in MB.
+    id : str, optional
+        A provider-specific hardware id (an instance type, say).
+    """
+
+    cpu: int = 1024
+    memory: int = 2048
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cpu", check_count(self.cpu, "cpu", minimum=1, maximum=1024 * 1024))
+        object.__setattr__(
+            self, "memory", check_count(self.memory, "memory", minimum=1, maximum=1024 * 1024 * 1024)
+        )
+        if self.id is not None and not isinstance(self.id, str):
+            raise TypeError(f"id must be a string or None, got {type(self.id).__name__}")
+
+    @property
+    def cores(self) -> float:
+        """CPU as a number of cores."""
+        return self.cpu / 1024
+
+
+@dataclass(frozen=True)
+class DockerContainer:
+    """A container to run: image, command and environment.
+
+    Parameters
+    ----------
+    image : str
+        The container image.
+    name : str, optional
+        A human-readable name of the role (``"server"``, ``"worker"``).
+    command : sequence of str
+        The command, as an argument list.
+    environment : mapping of str to str
+        Environment variables. Values are never shown in ``repr``.
+    max_workers_per_container : int
+        How many workers a provider may pack into one container.
+    """
+
+    image: str
+    name: str | None = None
+    command: Sequence[str] = ()
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
+    max_workers_per_container: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image, str) or not self.image:
+            raise ValueError(f"image must be a non-empty string, got {self.image!r}")
+        if isinstance(self.command, str) or not all(isinstance(a, str) for a in self.command):
+            raise TypeError("command must be a sequence of strings (an argument list)")
+        object.__setattr__(self, "command", tuple(self.command))
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in dict(self.environment).items()):
+            raise TypeError("environment must map strings to strings")
+        object.__setattr__(self, "environment", dict(self.environment))
+        object.__setattr__(
+            self,
+            "max_workers_per_container",
+            check_count(self.max_workers_per_container, "max_workers_per_container", minimum=1, maximum=1024),
+        )
+
+    def __repr__(self) -> str:
+        keys = ", ".join(sorted(self.environment))
+        return (
+            f"{type(self).__name__}(image={self.image!r}, name={self.name!r}, "
+            f"command={list(self.command)!r}, environment=<{keys}>, "
+            f"max_workers_per_container={self.max_workers_per_container})"
+        )
+
+    def replace(self, **changes: Any) -> DockerContainer:
+        """Return a copy with ``changes`` applied (as :func:`dataclasses.replace`)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_environment(self, **variables: str) -> DockerContainer:
+        """Return a copy whose environment also holds ``variables``."""
+        return self.replace(environment={**self.environment, **variables})
+
+    def server_container(self) -> DockerContainer:
+        """Return the server container that goes with this worker container.
+
+        The generic container has none: pass ``server_container=`` to the
+        cluster, or use a backend's container.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot derive a server container; "
+            "pass server_container= to DockerCluster"
+        )
+
+    def for_server(self, address: ServerAddress) -> DockerContainer:
+        """Return a copy configured to reach the server at ``address``."""
+        return self.with_environment(
+            **{ENV_SERVER_IP: address.private_ip, ENV_SERVER_PORT: str(address.private_port)}
+        )
+
+    def for_workers(self, workers: int, hardware: DockerHardware | None = None) -> DockerContainer:
+        """Return a copy that runs ``workers`` workers in one container.
+
+        Providers call this after choosing how many workers to pack; the
+        generic container only passes the number through the environment.
+        """
+        workers = check_count(workers, "workers", minimum=1, maximum=self.max_workers_per_container)
+        return self.with_environment(**{ENV_WORKER_NUMBER: str(workers)})

@@ -1,0 +1,15 @@
+"""Worker management on three provider primitives (run, status, kill)."""
+
+from .ledger import LedgerEntry, WorkerLedger
+from .provider import ManagedCloudProvider, ScaleReport
+from .selection import KillPlan, bounded_subset_sum, plan_kill
+
+__all__ = [
+    "KillPlan",
+    "LedgerEntry",
+    "ManagedCloudProvider",
+    "ScaleReport",
+    "WorkerLedger",
+    "bounded_subset_sum",
+    "plan_kill",
+]

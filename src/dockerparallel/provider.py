@@ -1,0 +1,146 @@
+"""The :class:`CloudProvider` abstract base: the generics every provider implements.
+
+A provider runs the server and the workers of one cluster on some container
+service. Most providers should subclass
+:class:`dockerparallel.managed.ManagedCloudProvider`, which implements the
+worker generics on three primitives; subclass :class:`CloudProvider` directly
+only to manage workers in a way of your own.
+
+Each method receives the cluster (a :class:`dockerparallel.DockerCluster`);
+a provider reads its ``name`` (which identifies the cluster on the cloud),
+``verbose`` and the containers and hardware it is handed, nothing else.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+
+if TYPE_CHECKING:
+    from .cluster import DockerCluster
+    from .container import DockerContainer, DockerHardware
+
+
+class WorkerStatus(str, enum.Enum):
+    """The three states of a worker (or of the server)."""
+
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class WorkerNumbers(NamedTuple):
+    """Worker counts of a cluster."""
+
+    initializing: int
+    running: int
+    expected: int
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where the server listens.
+
+    Workers connect to the private address; the user's client connects to the
+    public one when it exists, else to the private one.
+    """
+
+    public_ip: str | None
+    public_port: int | None
+    private_ip: str
+    private_port: int
+
+    @classmethod
+    def coerce(cls, value: ServerAddress | Mapping[str, Any]) -> ServerAddress:
+        """Accept a :class:`ServerAddress` or a mapping with the same keys."""
+        if isinstance(value, ServerAddress):
+            return value
+        if isinstance(value, Mapping):
+            return cls(
+                public_ip=value.get("public_ip"),
+                public_port=value.get("public_port"),
+                private_ip=value["private_ip"],
+                private_port=int(value["private_port"]),
+            )
+        raise TypeError(f"expected a ServerAddress or a mapping, got {type(value).__name__}")
+
+    @property
+    def client_ip(self) -> str:
+        """The address a client should use."""
+        return self.public_ip or self.private_ip
+
+    @property
+    def client_port(self) -> int:
+        """The port a client should use."""
+        return self.public_port or self.private_port
+
+
+class CloudProvider(abc.ABC):
+    """Abstract base of every provider.
+
+    Subclasses must implement the server generics and the two worker-number
+    generics; :class:`~dockerparallel.managed.ManagedCloudProvider` implements
+    the latter for you.
+    """
+
+    def initialize_cloud_provider(self, cluster: DockerCluster, verbose: int = 0) -> None:
+        """Prepare the cloud for ``cluster`` (networks, roles, ...). Default: nothing.
+
+        Called before the server starts; must be idempotent.
+        """
+
+    @abc.abstractmethod
+    def run_docker_server(
+        self, cluster: DockerCluster, container: DockerContainer, hardware: DockerHardware, verbose: int = 0
+    ) -> None:
+        """Start the server container. Returns nothing; raises on failure."""
+
+    @abc.abstractmethod
+    def stop_docker_server(self, cluster: DockerCluster, verbose: int = 0) -> None:
+        """Stop the server container. Stopping a stopped server is success."""
+
+    @abc.abstractmethod
+    def get_server_status(self, cluster: DockerCluster, verbose: int = 0) -> str:
+        """Return ``"initializing"``, ``"running"`` or ``"stopped"`` for the server."""
+
+    @abc.abstractmethod
+    def get_docker_server_ip(self, cluster: DockerCluster, verbose: int = 0) -> ServerAddress | Mapping[str, Any]:
+        """Return the server's :class:`ServerAddress` (or a mapping with its keys)."""
+
+    @abc.abstractmethod
+    def set_docker_worker_number(
+        self,
+        cluster: DockerCluster,
+        container: DockerContainer,
+        hardware: DockerHardware,
+        worker_number: int,
+        verbose: int = 0,
+    ) -> object:
+        """Start or stop workers so that ``worker_number`` of them exist.
+
+        ``container`` is already configured for the running server. May
+        return a report of what was done (or ``None``).
+        """
+
+    @abc.abstractmethod
+    def get_docker_worker_numbers(self, cluster: DockerCluster, verbose: int = 0) -> tuple[int, int]:
+        """Return ``(initializing, running)``: the number of workers in each state."""
+
+    def docker_cluster_exists(self, cluster: DockerCluster, verbose: int = 0) -> bool:
+        """Return whether a cluster named ``cluster.name`` runs on the cloud. Default: ``False``."""
+        return False
+
+    def reconnect_docker_cluster(self, cluster: DockerCluster, verbose: int = 0) -> None:
+        """Adopt the server and workers of a running cluster named ``cluster.name``. Default: nothing."""
+
+    def cleanup_docker_cluster(self, cluster: DockerCluster, deep: bool = False, verbose: int = 0) -> None:
+        """Release what the provider holds for ``cluster``. Default: nothing.
+
+        With ``deep=True``, also remove every resource labelled with the
+        cluster's name and what :meth:`initialize_cloud_provider` created.
+        """

@@ -1,0 +1,207 @@
+"""The conformance kit: :func:`check_provider` runs a provider through the whole lifecycle.
+
+A third-party provider author calls it from a test::
+
+    from dockerparallel.testing import check_provider
+
+    def test_my_provider():
+        check_provider(MyProvider, my_worker_container)
+
+It raises :class:`~dockerparallel.ConformanceError` naming the failing step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .._errors import ConformanceError
+from ..cluster import DockerCluster, wait_until
+from ..container import DockerContainer, DockerHardware
+from ..managed import ManagedCloudProvider
+
+logger = logging.getLogger("dockerparallel.testing")
+
+
+@dataclass
+class ConformanceReport:
+    """The steps :func:`check_provider` passed, with their durations in seconds."""
+
+    provider: str
+    steps: list[tuple[str, float]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.provider}: {len(self.steps)} conformance steps passed"]
+        lines += [f"  ok  {name} ({seconds:.2f} s)" for name, seconds in self.steps]
+        return "\n".join(lines)
+
+
+class _Checker:
+    def __init__(self, cluster: DockerCluster, report: ConformanceReport, timeout: float, poll: float) -> None:
+        self.cluster = cluster
+        self.provider: ManagedCloudProvider = cluster.provider  # type: ignore[assignment]
+        self.report = report
+        self.timeout = timeout
+        self.poll = poll
+        self.seen: set[str] = set()
+
+    def step(self, name: str, action: Callable[[], None]) -> None:
+        started = time.monotonic()
+        try:
+            action()
+        except ConformanceError:
+            raise
+        except Exception as exc:
+            raise ConformanceError(f"{self.report.provider}: step {name!r} failed: {exc!r}") from exc
+        self.report.steps.append((name, time.monotonic() - started))
+        logger.info("conformance step %r passed", name)
+
+    def expect(self, condition: bool, message: str) -> None:
+        if not condition:
+            raise ConformanceError(f"{self.report.provider}: {message}")
+
+    def remember(self) -> list[str]:
+        handles = self.provider.get_managed_worker_handles()
+        self.seen.update(handles)
+        return handles
+
+    def wait_running(self, number: int) -> None:
+        def ready() -> bool:
+            self.cluster.update()
+            numbers = self.cluster.get_worker_numbers()
+            return numbers.running == number and numbers.initializing == 0
+
+        wait_until(ready, self.timeout, f"{number} running workers", self.poll)
+        self.remember()
+
+    def status_of(self, handles: list[str]) -> list[str]:
+        return self.provider.checked_worker_status(self.cluster, handles, self.cluster.verbose)
+
+
+def check_provider(
+    provider_factory: Callable[[], ManagedCloudProvider],
+    container: DockerContainer,
+    *,
+    hardware: DockerHardware | None = None,
+    server_container: DockerContainer | None = None,
+    timeout: float = 120.0,
+    poll: float = 0.25,
+) -> ConformanceReport:
+    """Run a provider through the lifecycle every provider must support.
+
+    Parameters
+    ----------
+    provider_factory : callable
+        Returns a fresh provider object each call.
+    container : DockerContainer
+        The worker container; its ``max_workers_per_container`` (``k``) sets
+        the sizes: scale to ``2k+1``, down to ``k+1``, and back.
+    hardware : DockerHardware, optional
+        Hardware of one worker.
+    server_container : DockerContainer, optional
+        The server container, when ``container`` cannot derive it.
+    timeout : float
+        Seconds any single wait may take.
+    poll : float
+        Seconds between polls.
+
+    Returns
+    -------
+    ConformanceReport
+        The steps passed. A failing step raises :class:`ConformanceError`.
+    """
+    provider = provider_factory()
+    if not isinstance(provider, ManagedCloudProvider):
+        raise TypeError("provider_factory must return a ManagedCloudProvider")
+    report = ConformanceReport(type(provider).__name__)
+    cluster = DockerCluster(
+        provider, container, server_container=server_container, worker_hardware=hardware,
+        name=f"conformance-{uuid.uuid4().hex[:8]}",
+    )
+    checker = _Checker(cluster, report, timeout, poll)
+    try:
+        _run_steps(checker, provider_factory, container.max_workers_per_container)
+    finally:
+        _stop_quietly(cluster)
+    return report
+
+
+def _run_steps(c: _Checker, provider_factory: Callable[[], ManagedCloudProvider], k: int) -> None:
+    up, down = 2 * k + 1, k + 1
+    c.step("start cluster", lambda: _start(c))
+    c.step(f"scale up to {up}", lambda: _scale(c, up))
+    c.step("shared handles counted", lambda: _shared(c, up, k))
+    c.step(f"scale down to {down}", lambda: _scale(c, down))
+    c.step("kill of unknown handles succeeds", lambda: _unknown_kill(c))
+    c.step("killed worker reports stopped", lambda: _dead_status(c))
+    c.step("update() heals", lambda: c.wait_running(down))
+    c.step("reconnect from a fresh provider", lambda: _reconnect(c, provider_factory, down))
+    c.step("stop leaves nothing running", lambda: _stop(c))
+
+
+def _start(c: _Checker) -> None:
+    c.cluster.start_cluster(timeout=c.timeout)
+    c.expect(c.cluster.is_server_running(), "server is not running after start_cluster()")
+    c.expect(c.cluster.get_worker_numbers()[:2] == (0, 0), "a new cluster has workers")
+
+
+def _scale(c: _Checker, number: int) -> None:
+    c.cluster.set_worker_number(number)
+    c.wait_running(number)
+
+
+def _shared(c: _Checker, up: int, k: int) -> None:
+    handles = c.remember()
+    c.expect(len(handles) == up, f"{len(handles)} managed handles for {up} workers")
+    counts = {h: handles.count(h) for h in set(handles)}
+    c.expect(max(counts.values()) <= k, f"a container holds more than {k} workers: {counts}")
+    c.expect(len(counts) >= math.ceil(up / k), f"{len(counts)} containers cannot hold {up} workers")
+
+
+def _unknown_kill(c: _Checker) -> None:
+    bogus = f"dockerparallel-no-such-handle-{uuid.uuid4().hex[:8]}"
+    result = c.provider.checked_kill(c.cluster, [bogus])
+    c.expect(result == [True], f"kill of an unknown handle returned {result}")
+    c.expect(c.status_of([bogus]) == ["stopped"], "status of an unknown handle is not 'stopped'")
+
+
+def _dead_status(c: _Checker) -> None:
+    victim = c.remember()[0]
+    c.expect(c.provider.checked_kill(c.cluster, [victim]) == [True], "kill of a live handle failed")
+    c.expect(c.provider.checked_kill(c.cluster, [victim]) == [True], "a second kill of the same handle failed")
+    wait_until(lambda: c.status_of([victim]) == ["stopped"], c.timeout, "a killed worker to stop", c.poll)
+
+
+def _reconnect(c: _Checker, provider_factory: Callable[[], ManagedCloudProvider], number: int) -> None:
+    fresh = provider_factory()
+    twin = DockerCluster(fresh, c.cluster.worker_container, server_container=c.cluster.server_container,
+                         name=c.cluster.name, worker_number=number)
+    if not twin.cluster_exists():
+        logger.info("%s does not report existing clusters; reconnect not checked", c.report.provider)
+        return
+    twin.reconnect()
+    c.expect(twin.is_server_running(), "a fresh provider does not see the running server after reconnect()")
+    numbers = twin.get_worker_numbers()
+    c.expect(numbers.running + numbers.initializing == number,
+             f"a fresh provider sees {numbers} after reconnect(), expected {number} workers")
+
+
+def _stop(c: _Checker) -> None:
+    c.remember()
+    c.cluster.stop_cluster()
+    c.expect(not c.cluster.is_server_running(), "server still running after stop_cluster()")
+    statuses = c.status_of(sorted(c.seen))
+    alive = [h for h, s in zip(sorted(c.seen), statuses) if s != "stopped"]
+    c.expect(not alive, f"workers still alive after stop_cluster(): {alive}")
+    c.expect(c.cluster.get_worker_numbers()[:2] == (0, 0), "workers counted after stop_cluster()")
+
+
+def _stop_quietly(cluster: DockerCluster) -> None:
+    try:
+        cluster.stop_cluster()
+    except Exception:  # the step that failed has been reported already
+        logger.exception("stop_cluster() failed while cleaning up after the conformance check")
