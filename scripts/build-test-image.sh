@@ -225,6 +225,7 @@ LABEL org.dockerparallel.dask-version="$DASK_VERSION" \\
 CMD ["python3"]
 EOF
 
+OLD_ID="$("$DOCKER" image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)"
 BUILD_ARGS=(--force-rm -t "$TAG")
 [[ "$FORCE" == "1" ]] && BUILD_ARGS+=(--no-cache)
 log "docker build ${BUILD_ARGS[*]} (network none: pip installs offline)"
@@ -234,6 +235,14 @@ if ! "$DOCKER" build --network none "${BUILD_ARGS[@]}" "$CTX" >&2; then
     "$DOCKER" build "${BUILD_ARGS[@]}" "$CTX" >&2 || die "docker build failed"
 fi
 "$DOCKER" tag "$TAG" "$LATEST"
+# On a rebuild, drop the previous image if nothing tags it any more
+# (docker rmi also removes its untagged parent layers, e.g. an old base).
+if [[ -n "$OLD_ID" && "$OLD_ID" != "$("$DOCKER" image inspect -f '{{.Id}}' "$TAG")" ]] && \
+   [[ "$("$DOCKER" image inspect -f '{{len .RepoTags}}' "$OLD_ID" 2>/dev/null || echo 1)" == "0" ]]; then
+    if "$DOCKER" image rm "$OLD_ID" >/dev/null 2>&1; then
+        log "removed previous, now untagged image ${OLD_ID:7:12}"
+    fi
+fi
 log "build done in $((SECONDS - t0))s: $TAG ($("$DOCKER" image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.0f MB", $1/1e6}'))"
 
 verify_image
