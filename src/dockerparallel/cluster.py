@@ -7,12 +7,19 @@ import threading
 import time
 import uuid
 from types import TracebackType
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from distributed.core import Status
 
 from ._errors import ClusterStateError
 from ._validation import check_count, check_name, check_verbose
 from .container import DockerContainer, DockerHardware
 from .provider import CloudProvider, ServerAddress, WorkerNumbers
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from .backends.dask import Adaptive
 
 logger = logging.getLogger("dockerparallel.cluster")
 
@@ -86,6 +93,11 @@ class DockerCluster:
         self.server_container = server_container or worker_container.server_container()
         self._address: ServerAddress | None = None
         self._lock = threading.RLock()
+        self._adaptive: Adaptive | None = None
+        #: Dask's view of the cluster's state, read by ``distributed.Client``.
+        self.status = Status.created
+        #: TLS settings a ``distributed.Client`` uses (``None``: plain TCP).
+        self.security: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -152,16 +164,26 @@ class DockerCluster:
             if self.server_status() == "stopped":
                 self.start_server()
             self.wait_for_server(timeout)
+            self.status = Status.running
             self._apply_worker_number()
 
     def stop_cluster(self) -> None:
         """Kill every worker and stop the server. The expected number is kept."""
         with self._lock:
+            self.status = Status.closing
+            if self._adaptive is not None:
+                self._adaptive.stop()
+                self._adaptive = None
             self.provider.set_docker_worker_number(
                 self, self.worker_container, self.worker_hardware, 0, self.verbose
             )
             self.stop_server()
             self.provider.cleanup_docker_cluster(self, deep=False, verbose=self.verbose)
+            self.status = Status.closed
+
+    def close(self) -> None:
+        """Stop the cluster (the name ``distributed`` uses)."""
+        self.stop_cluster()
 
     def cluster_exists(self) -> bool:
         """Whether a cluster with this name runs on the provider."""
@@ -172,6 +194,8 @@ class DockerCluster:
         with self._lock:
             self._address = None
             self.provider.reconnect_docker_cluster(self, self.verbose)
+            if self.is_server_running():
+                self.status = Status.running
 
     def cleanup(self, deep: bool = False) -> None:
         """Release what the provider holds; ``deep=True`` removes everything labelled with the name."""
@@ -196,6 +220,10 @@ class DockerCluster:
             if self.is_server_running():
                 self._apply_worker_number()
 
+    def record_worker_number(self, worker_number: int) -> None:
+        """Change the expected number without applying it (the workers already went away)."""
+        self._expected = check_count(worker_number, "worker_number")
+
     def get_worker_numbers(self) -> WorkerNumbers:
         """Return ``WorkerNumbers(initializing, running, expected)``."""
         initializing, running = self.provider.get_docker_worker_numbers(self, self.verbose)
@@ -219,6 +247,47 @@ class DockerCluster:
 
         wait_until(enough, timeout, f"{wanted} running worker(s) in cluster {self.name!r}")
         return numbers[-1]
+
+    def scale(self, n: int) -> None:
+        """Alias of :meth:`set_worker_number`, as in ``distributed``."""
+        self.set_worker_number(n)
+
+    def adapt(self, minimum: int = 0, maximum: int | None = None, interval: float = 1.0,
+              wait_count: int = 3) -> Adaptive:
+        """Let the Dask scheduler's load decide the worker number between ``minimum`` and ``maximum``.
+
+        Scale-down retires Dask workers gracefully: their results move to other
+        workers before their containers go away.
+        """
+        from .backends.dask import Adaptive
+
+        with self._lock:
+            if self._adaptive is not None:
+                self._adaptive.stop()
+            self._adaptive = Adaptive(self, minimum, maximum, interval=interval, wait_count=wait_count)
+            self._adaptive.start()
+            return self._adaptive
+
+    # -- client ------------------------------------------------------------------------
+
+    @property
+    def scheduler_address(self) -> str:
+        """The address a ``distributed.Client`` connects to."""
+        address = self.server_address()
+        render = getattr(self.worker_container, "scheduler_address", None)
+        return render(address) if render else f"tcp://{address.client_ip}:{address.client_port}"
+
+    @property
+    def dashboard_link(self) -> str:
+        """The link to the server's dashboard ('' when the backend has none)."""
+        render = getattr(self.worker_container, "dashboard_link", None)
+        return render(self.server_address()) if render else ""
+
+    def get_client(self, **kwargs: Any) -> Client:
+        """A ``distributed.Client`` connected to this cluster."""
+        from distributed import Client
+
+        return Client(self.scheduler_address, security=self.security, **kwargs)
 
     def configured_worker_container(self) -> DockerContainer:
         """The worker container configured for the running server."""

@@ -1,0 +1,244 @@
+"""The Dask backend: ``dask scheduler`` as the server, ``dask worker`` as the workers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import dask
+
+from .._validation import MAX_WORKERS, check_count
+from ..cluster import wait_until
+from ..managed import LedgerEntry, plan_kill
+from ..container import ENV_SERVER_IP, ENV_SERVER_PORT, DockerContainer, DockerHardware
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from ..cluster import DockerCluster
+    from ..provider import ServerAddress
+
+logger = logging.getLogger("dockerparallel.backends.dask")
+
+ENV_SCHEDULER_ADDRESS = "DASK_SCHEDULER_ADDRESS"
+ENV_DASHBOARD_PORT = "DOCKERPARALLEL_DASHBOARD_PORT"
+#: Prefix of the Dask worker names; the workers of one container share ``dp-<token>``.
+WORKER_NAME_PREFIX = "dp-"
+
+
+def default_image() -> str:
+    """The official Dask image of the installed Dask version."""
+    return f"ghcr.io/dask/dask:{dask.__version__}"
+
+
+def container_token(worker_name: object) -> str | None:
+    """The container token of a Dask worker name (``dp-<token>[-i]``), or ``None``."""
+    if not isinstance(worker_name, str) or not worker_name.startswith(WORKER_NAME_PREFIX):
+        return None
+    return worker_name[: len(WORKER_NAME_PREFIX) + 8]
+
+
+@dataclass(frozen=True, repr=False)
+class DaskWorkerContainer(DockerContainer):
+    """A Dask worker container; its server container runs the Dask scheduler.
+
+    Parameters
+    ----------
+    image : str
+        Image with Dask installed (default: ``ghcr.io/dask/dask:<dask version>``).
+    max_workers_per_container : int
+        Workers packed into one container (``dask worker --nworkers k``).
+    host : str, optional
+        Address the scheduler and workers listen on (``"127.0.0.1"`` keeps a
+        local cluster on the loopback interface); all interfaces when omitted.
+    scheduler_port, dashboard_port : int
+        Ports of the scheduler and of its dashboard.
+    death_timeout : int
+        Seconds a worker waits for a lost scheduler before it exits.
+    """
+
+    image: str = field(default_factory=default_image)
+    name: str | None = "dask-worker"
+    command: Sequence[str] = ("dask", "worker")
+    host: str | None = None
+    scheduler_port: int = 8786
+    dashboard_port: int = 8787
+    death_timeout: int = 120
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for port in ("scheduler_port", "dashboard_port"):
+            object.__setattr__(self, port, check_count(getattr(self, port), port, minimum=1, maximum=65535))
+        if self.host is not None and not isinstance(self.host, str):
+            raise TypeError(f"host must be a string or None, got {type(self.host).__name__}")
+
+    def server_container(self) -> DockerContainer:
+        """The Dask scheduler container."""
+        command = ["dask", "scheduler", "--port", str(self.scheduler_port),
+                   "--dashboard-address", f"{self.host or ''}:{self.dashboard_port}"]
+        if self.host:
+            command += ["--host", self.host]
+        return DockerContainer(
+            image=self.image,
+            name="dask-scheduler",
+            command=command,
+            environment={**self.environment, ENV_SERVER_PORT: str(self.scheduler_port),
+                         ENV_DASHBOARD_PORT: str(self.dashboard_port)},
+        )
+
+    def for_server(self, address: ServerAddress) -> DaskWorkerContainer:
+        """A copy whose workers connect to the scheduler at ``address``."""
+        return self.with_environment(  # type: ignore[return-value]
+            **{ENV_SERVER_IP: address.private_ip, ENV_SERVER_PORT: str(address.private_port),
+               ENV_SCHEDULER_ADDRESS: f"tcp://{address.private_ip}:{address.private_port}"}
+        )
+
+    def for_workers(self, workers: int, hardware: DockerHardware | None = None) -> DaskWorkerContainer:
+        """A copy running ``workers`` Dask workers, sized by ``hardware`` (per worker)."""
+        workers = check_count(workers, "workers", minimum=1, maximum=self.max_workers_per_container)
+        hardware = hardware or DockerHardware()
+        scheduler = self.environment.get(ENV_SCHEDULER_ADDRESS)
+        if scheduler is None:
+            raise ValueError("the worker container has no scheduler address; call for_server() first")
+        command = [
+            "dask", "worker", scheduler,
+            "--nworkers", str(workers),
+            "--nthreads", str(max(1, round(hardware.cores))),
+            "--memory-limit", f"{hardware.memory}MB",
+            "--name", f"{WORKER_NAME_PREFIX}{uuid.uuid4().hex[:8]}",
+            "--death-timeout", str(self.death_timeout),
+        ]
+        if self.host:
+            command += ["--host", self.host]
+        return self.replace(command=command)  # type: ignore[return-value]
+
+    def scheduler_address(self, address: ServerAddress) -> str:
+        """The address a client connects to."""
+        return f"tcp://{address.client_ip}:{address.client_port}"
+
+    def dashboard_link(self, address: ServerAddress) -> str:
+        """The link to the scheduler's dashboard."""
+        return f"http://{address.client_ip}:{self.dashboard_port}/status"
+
+    def client(self, address: ServerAddress, **kwargs: Any) -> Client:
+        """A :class:`distributed.Client` connected to the scheduler at ``address``."""
+        from distributed import Client
+
+        return Client(self.scheduler_address(address), **kwargs)
+
+
+class Adaptive:
+    """Follows the Dask scheduler's ``adaptive_target`` between ``minimum`` and ``maximum``.
+
+    A background thread asks the scheduler every ``interval`` seconds how many
+    workers its load calls for. Scale-up goes through
+    :meth:`DockerCluster.set_worker_number`; scale-down, once the target has
+    stayed lower for ``wait_count`` rounds, retires whole containers' workers
+    through the scheduler (their results move first) and lets the
+    containers exit.
+    """
+
+    def __init__(self, cluster: DockerCluster, minimum: int = 0, maximum: int | None = None, *,
+                 interval: float = 1.0, wait_count: int = 3) -> None:
+        self.minimum = check_count(minimum, "minimum")
+        self.maximum = check_count(maximum if maximum is not None else MAX_WORKERS, "maximum")
+        if self.maximum < self.minimum:
+            raise ValueError(f"maximum ({self.maximum}) must be at least minimum ({self.minimum})")
+        if not interval > 0:
+            raise ValueError(f"interval must be positive, got {interval!r}")
+        self.cluster = cluster
+        self.interval = float(interval)
+        self.wait_count = check_count(wait_count, "wait_count", minimum=1)
+        #: ``(time, target)`` of every decision that changed the worker number.
+        self.history: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: Client | None = None
+        self._low_rounds = 0
+
+    def __repr__(self) -> str:
+        return f"<Adaptive minimum={self.minimum} maximum={self.maximum} interval={self.interval:g}s>"
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._thread = threading.Thread(target=self._run, name=f"adaptive-{self.cluster.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background thread and close its client."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        try:
+            self._client = self.cluster.get_client(set_as_default=False, timeout="60s")
+            while not self._stop.is_set():
+                try:
+                    self.step()
+                except Exception:  # keep adapting through a passing fault
+                    logger.exception("adaptive step failed for cluster %r", self.cluster.name)
+                self._stop.wait(self.interval)
+        except Exception:
+            logger.exception("adaptive scaling of cluster %r stopped", self.cluster.name)
+        finally:
+            if self._client is not None:
+                self._client.close()
+
+    def target(self) -> int:
+        """The scheduler's wish, clamped to ``[minimum, maximum]``."""
+        assert self._client is not None
+        wanted = self._client.sync(self._client.scheduler.adaptive_target)
+        return max(self.minimum, min(self.maximum, int(wanted)))
+
+    def step(self) -> None:
+        """One decision: scale up now, or retire after ``wait_count`` low rounds."""
+        target, current = self.target(), self.cluster.expected_workers
+        if target >= current:
+            self._low_rounds = 0
+            if target > current:
+                self.history.append((time.time(), target))
+                self.cluster.set_worker_number(target)
+            return
+        self._low_rounds += 1
+        if self._low_rounds >= self.wait_count:
+            self._low_rounds = 0
+            self.retire(current - target)
+
+    def retire(self, excess: int) -> int:
+        """Retire whole containers holding at most ``excess`` workers; return how many."""
+        assert self._client is not None
+        groups: dict[str, list[str]] = defaultdict(list)
+        for address, info in self._client.scheduler_info(n_workers=-1)["workers"].items():
+            token = container_token(info.get("name"))
+            if token is not None:
+                groups[token].append(address)
+        entries = [LedgerEntry(token, len(addrs), "running", seq) for seq, (token, addrs) in enumerate(groups.items())]
+        plan = plan_kill(entries, excess)
+        if not plan.handles:
+            return 0
+        addresses = [a for token in plan.handles for a in groups[token]]
+        with self.cluster._lock:
+            expected = self.cluster.expected_workers - plan.workers
+            self.cluster.record_worker_number(expected)
+            self.history.append((time.time(), expected))
+            self._client.retire_workers(workers=addresses, close_workers=True)
+            self._await_exit(expected)
+        return plan.workers
+
+    def _await_exit(self, expected: int, timeout: float = 30.0) -> None:
+        def gone() -> bool:
+            numbers = self.cluster.get_worker_numbers()
+            return numbers.initializing + numbers.running <= expected
+
+        try:
+            wait_until(gone, timeout, "retired workers' containers to exit", poll=0.25)
+        except TimeoutError:
+            logger.warning("retired containers did not exit in %g s; killing what is above %d workers",
+                           timeout, expected)
+            self.cluster.update()

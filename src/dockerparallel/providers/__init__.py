@@ -1,0 +1,44 @@
+"""Concrete providers, each a :class:`~dockerparallel.ManagedCloudProvider`.
+
+Providers are looked up by name (``local``, ``docker``, ``ecs``); each is
+imported only when asked for, so optional SDKs (docker, boto3) are needed
+only by the provider that uses them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..provider import CloudProvider
+
+#: Provider name -> "module:class".
+PROVIDERS: dict[str, str] = {
+    "local": "dockerparallel.providers.local:LocalProcessProvider",
+    "docker": "dockerparallel.providers.docker:DockerProvider",
+    "ecs": "dockerparallel.providers.ecs:ECSFargateProvider",
+}
+
+
+def provider_class(name: str) -> type[CloudProvider]:
+    """The provider class registered as ``name``."""
+    if name not in PROVIDERS:
+        raise ValueError(f"provider must be one of {', '.join(sorted(PROVIDERS))}; got {name!r}")
+    module, _, cls = PROVIDERS[name].partition(":")
+    try:
+        return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    except ImportError as exc:
+        extra = {"docker": "docker", "ecs": "aws"}.get(name, "")
+        raise ImportError(f"provider {name!r} needs: pip install 'dockerparallel[{extra}]' ({exc})") from exc
+
+
+def make_provider(name: str, **options: Any) -> CloudProvider:
+    """Create the provider registered as ``name`` with ``options``."""
+    cls = provider_class(name)
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"unknown option for provider {name!r}: {exc}") from exc
+
+
+__all__ = ["PROVIDERS", "make_provider", "provider_class"]

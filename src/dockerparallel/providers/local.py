@@ -1,0 +1,226 @@
+"""`LocalProcessProvider`: the embedded default; each "container" is a local process group.
+
+The image is ignored: the container's command runs directly on this machine,
+detached in a session of its own, so that the cluster outlives the Python
+process that started it. Each process is recorded in the
+:class:`~dockerparallel.state.StateStore` with its pid and start time (a
+reused pid is not mistaken for it), so another process can reconnect, scale
+and stop the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from typing import TYPE_CHECKING
+
+import shutil
+import sys
+
+import psutil
+
+from .._validation import check_count
+from ..container import ENV_SERVER_PORT
+from ..managed import ManagedCloudProvider
+from ..provider import ServerAddress
+from ..state import ResourceRecord, StateStore
+
+if TYPE_CHECKING:
+    from ..cluster import DockerCluster
+    from ..container import DockerContainer, DockerHardware
+
+logger = logging.getLogger("dockerparallel.providers.local")
+
+_HOST = "127.0.0.1"
+
+
+def _handle(proc: psutil.Process) -> str:
+    return f"local-{proc.pid}-{int(proc.create_time() * 1000)}"
+
+
+def _resolve(command: list[str]) -> list[str]:
+    """Find the program on PATH, or beside this Python (a virtual environment's bin)."""
+    if not command:
+        raise ValueError("the container has no command to run")
+    search = os.pathsep.join([os.environ.get("PATH", ""), os.path.dirname(sys.executable)])
+    program = shutil.which(command[0], path=search)
+    if program is None:
+        raise FileNotFoundError(f"cannot find {command[0]!r} on PATH or beside {sys.executable}")
+    return [program, *command[1:]]
+
+
+def _process(handle: str) -> psutil.Process | None:
+    """The live process named by ``handle``, or ``None`` (dead, reused pid, bad handle)."""
+    try:
+        _, pid, started = handle.split("-")
+        proc = psutil.Process(int(pid))
+        if int(proc.create_time() * 1000) != int(started) or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (ValueError, psutil.Error):
+        return None
+
+
+class LocalProcessProvider(ManagedCloudProvider):
+    """Runs the server and workers as local process groups.
+
+    Parameters
+    ----------
+    store : StateStore, optional
+        Where processes are recorded (default: the user's state store).
+    grace_period : float
+        Seconds between SIGTERM and SIGKILL when a process group is killed.
+    """
+
+    def __init__(self, store: StateStore | None = None, grace_period: float = 5.0) -> None:
+        self.store = store if store is not None else StateStore()
+        self.grace_period = float(grace_period)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def __repr__(self) -> str:
+        return f"LocalProcessProvider(store={self.store!r})"
+
+    # -- processes ----------------------------------------------------------------
+
+    def _spawn(self, cluster: DockerCluster, role: str, container: DockerContainer, workers: int) -> str:
+        log_dir = self.store.log_dir / cluster.name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{role}-{time.time_ns()}.log"
+        env = {**os.environ, **container.environment}
+        with open(log_path, "ab") as log:
+            popen = subprocess.Popen(
+                _resolve(list(container.command)), env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self._children[popen.pid] = popen
+        handle = _handle(psutil.Process(popen.pid))
+        data = {"pid": popen.pid, "log": str(log_path), "port": container.environment.get(ENV_SERVER_PORT)}
+        self.store.put_resource(cluster.name, handle, role, workers, data)
+        logger.debug("started %s %s: %s", role, handle, " ".join(container.command[:2]))
+        return handle
+
+    def _reap(self) -> None:
+        for pid, popen in list(self._children.items()):
+            if popen.poll() is not None:
+                del self._children[pid]
+
+    def _alive(self, handle: str) -> bool:
+        self._reap()
+        return _process(handle) is not None
+
+    def _terminate(self, handles: list[str]) -> None:
+        """SIGTERM each process group, wait up to the grace period, then SIGKILL."""
+        pgids = [p.pid for p in map(_process, handles) if p is not None]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pgid in pgids:
+                try:
+                    os.killpg(pgid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            deadline = time.monotonic() + (self.grace_period if sig == signal.SIGTERM else 5.0)
+            while time.monotonic() < deadline and any(self._group_alive(g) for g in pgids):
+                time.sleep(0.05)
+                self._reap()
+        self._reap()
+
+    @staticmethod
+    def _group_alive(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return any(_live_member(p, pgid) for p in psutil.process_iter(["pid"]))
+
+    # -- server -------------------------------------------------------------------
+
+    def _server(self, cluster: DockerCluster) -> ResourceRecord | None:
+        live = [r for r in self.store.resources(cluster.name, "server") if self._alive(r.handle)]
+        return live[-1] if live else None
+
+    def run_docker_server(self, cluster: DockerCluster, container: DockerContainer,
+                          hardware: DockerHardware, verbose: int = 0) -> None:
+        """Start the server process."""
+        if ENV_SERVER_PORT not in container.environment:
+            raise ValueError(f"the server container must set {ENV_SERVER_PORT} in its environment")
+        self._spawn(cluster, "server", container, 1)
+
+    def stop_docker_server(self, cluster: DockerCluster, verbose: int = 0) -> None:
+        """Stop every server process of the cluster."""
+        records = self.store.resources(cluster.name, "server")
+        self._terminate([r.handle for r in records])
+        self.store.delete_resources(cluster.name, [r.handle for r in records])
+
+    def get_server_status(self, cluster: DockerCluster, verbose: int = 0) -> str:
+        """``running`` once the server accepts connections, ``initializing`` before."""
+        record = self._server(cluster)
+        if record is None:
+            return "stopped"
+        try:
+            with socket.create_connection((_HOST, int(record.data["port"])), timeout=0.5):
+                return "running"
+        except OSError:
+            return "initializing"
+
+    def get_docker_server_ip(self, cluster: DockerCluster, verbose: int = 0) -> ServerAddress:
+        """The server listens on 127.0.0.1."""
+        record = self._server(cluster)
+        if record is None:
+            raise RuntimeError(f"cluster {cluster.name!r} has no running server")
+        return ServerAddress(None, None, _HOST, int(record.data["port"]))
+
+    def docker_cluster_exists(self, cluster: DockerCluster, verbose: int = 0) -> bool:
+        """Whether a server process of the cluster runs."""
+        return self._server(cluster) is not None
+
+    def reconnect_docker_cluster(self, cluster: DockerCluster, verbose: int = 0) -> None:
+        """Adopt the recorded worker processes that still run."""
+        known = set(self.worker_ledger.handles())
+        for record in self.store.resources(cluster.name, "worker"):
+            if record.handle not in known and self._alive(record.handle):
+                self.add_managed_worker_handles([record.handle] * record.count)
+
+    def cleanup_docker_cluster(self, cluster: DockerCluster, deep: bool = False, verbose: int = 0) -> None:
+        """With ``deep``, kill every recorded process of the cluster and forget them."""
+        if deep:
+            records = self.store.resources(cluster.name)
+            self._terminate([r.handle for r in records])
+            self.store.delete_resources(cluster.name, [r.handle for r in records])
+            self.worker_ledger.remove(self.worker_ledger.handles())
+
+    # -- the three primitives ------------------------------------------------------------
+
+    def run_docker_worker_containers(self, cluster: DockerCluster, container: DockerContainer,
+                                     hardware: DockerHardware, worker_number: int,
+                                     verbose: int = 0) -> list[str]:
+        """Start process groups of up to ``max_workers_per_container`` workers each."""
+        worker_number = check_count(worker_number, "worker_number")
+        per = container.max_workers_per_container
+        handles: list[str] = []
+        for start in range(0, worker_number, per):
+            size = min(per, worker_number - start)
+            handles += [self._spawn(cluster, "worker", container.for_workers(size, hardware), size)] * size
+        return handles
+
+    def get_docker_worker_status(self, cluster: DockerCluster, worker_handles: list[str],
+                                 verbose: int = 0) -> list[str]:
+        """``running`` while the process lives, ``stopped`` after."""
+        return ["running" if self._alive(h) else "stopped" for h in worker_handles]
+
+    def kill_docker_worker_containers(self, cluster: DockerCluster, worker_handles: list[str],
+                                      verbose: int = 0) -> list[bool]:
+        """Terminate the process groups; unknown handles are success."""
+        self._terminate(list(worker_handles))
+        self.store.delete_resources(cluster.name, list(worker_handles))
+        return [not self._alive(h) for h in worker_handles]
+
+
+def _live_member(proc: psutil.Process, pgid: int) -> bool:
+    try:
+        return os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE
+    except (ProcessLookupError, psutil.Error, OSError):
+        return False
+
