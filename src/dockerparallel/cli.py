@@ -1,29 +1,194 @@
-"""The ``dockerparallel`` command."""
+"""The ``dockerparallel`` command: up, scale, status, list, down, demo."""
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
+from typing import Any, Callable, Optional, TypeVar
+
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from .container import DockerContainer
-from .testing import FakeCloud, FakeCloudProvider, check_provider
+from . import _demo
+from ._progress import wait_with_progress
+from ._errors import DockerParallelError
+from ._spec import ClusterSpec
+from .cluster import DockerCluster
+from .providers import PROVIDERS
+from .state import StateStore
 
-app = typer.Typer(help="Run Dask clusters on container services without Kubernetes.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run Dask clusters on container services without Kubernetes.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
 console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+_EXPECTED_ERRORS = (DockerParallelError, ValueError, TypeError, TimeoutError, ImportError, OSError, KeyError)
+
+
+def _one_line_errors(func: F) -> F:
+    """Turn an expected error into one line on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except _EXPECTED_ERRORS as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            err_console.print(f"[red]error:[/red] {message}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 @app.callback()
-def _root() -> None:
+def _root(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More output (-v, -vv).")) -> None:
     """Run Dask clusters on container services without Kubernetes."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _load(store: StateStore, name: str) -> tuple[ClusterSpec, DockerCluster]:
+    record = store.load_cluster(name)
+    if record is None:
+        raise KeyError(f"no cluster named {name!r}; see 'dockerparallel list'")
+    spec = ClusterSpec.from_dict(record.spec)
+    cluster = spec.build(store)
+    cluster.reconnect()
+    return spec, cluster
+
+
+def _provider_options(provider: str, region: str | None, subnet: list[str], security_group: list[str],
+                      network: str | None) -> dict[str, Any]:
+    if provider == "ecs":
+        return {k: v for k, v in {"region": region, "subnets": subnet or None,
+                                  "security_groups": security_group or None}.items() if v}
+    if provider == "docker" and network:
+        return {"network_mode": network}
+    return {}
 
 
 @app.command()
-def demo() -> None:
-    """Run a provider through the conformance kit and print the result."""
-    cloud = FakeCloud()
-    container = DockerContainer("demo", command=["worker"], max_workers_per_container=4)
-    report = check_provider(lambda: FakeCloudProvider(cloud), container, server_container=container)
-    console.print(str(report))
+@_one_line_errors
+def up(
+    provider: str = typer.Option("local", help=f"Where to run: {', '.join(PROVIDERS)}."),
+    workers: int = typer.Option(2, "--workers", "-n", help="Number of workers."),
+    name: Optional[str] = typer.Option(None, help="Cluster name (generated when omitted)."),
+    cpu: int = typer.Option(1024, help="CPU per worker, in 1/1024 core."),
+    memory: int = typer.Option(2048, help="Memory per worker, in MB."),
+    workers_per_container: int = typer.Option(1, "--workers-per-container", "-k", help="Workers per container."),
+    image: Optional[str] = typer.Option(None, help="Container image (docker, ecs)."),
+    host: Optional[str] = typer.Option(None, help="Listen address (local, docker: 127.0.0.1)."),
+    port: int = typer.Option(0, help="Scheduler port (0: a free one on local/docker, 8786 elsewhere)."),
+    dashboard_port: int = typer.Option(0, help="Dashboard port (0: a free one on local/docker, 8787 elsewhere)."),
+    network: Optional[str] = typer.Option(None, help="Docker network mode (host, bridge)."),
+    region: Optional[str] = typer.Option(None, help="AWS region (ecs)."),
+    subnet: list[str] = typer.Option([], help="Subnet id, repeatable (ecs)."),
+    security_group: list[str] = typer.Option([], help="Security group id, repeatable (ecs)."),
+    timeout: float = typer.Option(600.0, help="Seconds to wait for the workers."),
+    wait: bool = typer.Option(True, help="Wait until the workers run."),
+) -> None:
+    """Start a cluster and wait until its workers run."""
+    store = StateStore()
+    if name is not None and store.load_cluster(name) is not None:
+        raise ValueError(f"name: a cluster named {name!r} exists; pick another or 'dockerparallel down {name}'")
+    spec = ClusterSpec.for_provider(
+        name or DockerCluster.new_name(), provider, image=image, workers_per_container=workers_per_container,
+        cpu=cpu, memory=memory, host=host, scheduler_port=port or None, dashboard_port=dashboard_port or None,
+        expected=workers, provider_options=_provider_options(provider, region, subnet, security_group, network),
+    )
+    cluster = spec.build(store)
+    store.save_cluster(spec.name, spec.provider, spec.to_dict())
+    with err_console.status(f"starting the server of {spec.name}"):
+        cluster.start_cluster(timeout=timeout)
+    if wait:
+        wait_with_progress(cluster, workers, timeout, err_console)
+    console.print(f"cluster [bold]{spec.name}[/bold] is up with {workers} worker(s)")
+    console.print(f"  scheduler: {cluster.scheduler_address}")
+    console.print(f"  dashboard: {cluster.dashboard_link}")
+
+
+@app.command()
+@_one_line_errors
+def scale(
+    name: str = typer.Argument(..., help="Cluster name."),
+    workers: int = typer.Argument(..., help="The new number of workers."),
+    wait: bool = typer.Option(False, help="Wait until the workers run."),
+    timeout: float = typer.Option(600.0, help="Seconds to wait with --wait."),
+) -> None:
+    """Set the number of workers of a running cluster."""
+    store = StateStore()
+    spec, cluster = _load(store, name)
+    cluster.set_worker_number(workers)
+    spec.expected = workers
+    store.save_cluster(spec.name, spec.provider, spec.to_dict())
+    if wait:
+        wait_with_progress(cluster, workers, timeout, err_console)
+    numbers = cluster.get_worker_numbers()
+    console.print(f"{name}: expected {numbers.expected}, running {numbers.running}, "
+                  f"initializing {numbers.initializing}")
+
+
+@app.command()
+@_one_line_errors
+def status(name: Optional[str] = typer.Argument(None, help="Cluster name (all when omitted).")) -> None:
+    """Show clusters: server state and worker numbers."""
+    store = StateStore()
+    names = [name] if name else [r.name for r in store.list_clusters()]
+    table = Table("name", "provider", "server", "expected", "running", "initializing", "scheduler")
+    for cluster_name in names:
+        spec, cluster = _load(store, cluster_name)
+        server = cluster.server_status()
+        numbers = cluster.get_worker_numbers()
+        address = cluster.scheduler_address if server == "running" else "-"
+        table.add_row(cluster_name, spec.provider, server, str(spec.expected), str(numbers.running),
+                      str(numbers.initializing), address)
+    console.print(table)
+
+
+@app.command("list")
+@_one_line_errors
+def list_() -> None:
+    """List the recorded clusters."""
+    for record in StateStore().list_clusters():
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+        console.print(f"{record.name}\t{record.provider}\t{created}", highlight=False)
+
+
+@app.command()
+@_one_line_errors
+def down(
+    name: str = typer.Argument(..., help="Cluster name."),
+    provider: Optional[str] = typer.Option(None, help="Provider, for a cluster this machine has no record of."),
+    image: Optional[str] = typer.Option(None, help="Image, with --provider."),
+) -> None:
+    """Stop a cluster and remove everything labelled with its name."""
+    store = StateStore()
+    if store.load_cluster(name) is not None:
+        _, cluster = _load(store, name)
+    elif provider is not None:
+        cluster = ClusterSpec.for_provider(name, provider, image=image).build(store)
+        cluster.reconnect()
+    else:
+        raise KeyError(f"no cluster named {name!r}; pass --provider to clean up one started elsewhere")
+    with err_console.status(f"stopping {name}"):
+        cluster.stop_cluster()
+        cluster.cleanup(deep=True)
+    store.delete_cluster(name)
+    console.print(f"cluster [bold]{name}[/bold] is down")
+
+
+@app.command()
+@_one_line_errors
+def demo(
+    workers: int = typer.Option(4, "--workers", "-n", help="Workers to start with."),
+    tasks: int = typer.Option(64, help="Tasks of the computation."),
+) -> None:
+    """Start a local cluster, compute pi by Monte Carlo on it while scaling, and stop it."""
+    _demo.run(console, err_console, workers=workers, tasks=tasks)
 
 
 def main() -> None:

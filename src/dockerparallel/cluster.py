@@ -86,7 +86,7 @@ class DockerCluster:
         self._expected = check_count(worker_number, "worker_number")
         self.worker_hardware = _check_hardware(worker_hardware, "worker_hardware")
         self.server_hardware = _check_hardware(server_hardware, "server_hardware")
-        self.name = check_name(name) if name is not None else f"dockerparallel-{uuid.uuid4().hex[:10]}"
+        self.name = check_name(name) if name is not None else self.new_name()
         self.verbose = check_verbose(verbose)
         self.provider = provider
         self.worker_container = worker_container
@@ -98,6 +98,11 @@ class DockerCluster:
         self.status = Status.created
         #: TLS settings a ``distributed.Client`` uses (``None``: plain TCP).
         self.security: Any = None
+
+    @staticmethod
+    def new_name() -> str:
+        """A fresh cluster name."""
+        return f"dockerparallel-{uuid.uuid4().hex[:10]}"
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,83 @@
+"""A cluster's recipe, as the CLI records it, and how to rebuild the cluster from it."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ._validation import check_count, check_name
+from .backends.dask import DaskWorkerContainer, default_image
+from .cluster import DockerCluster
+from .container import DockerHardware
+from .providers import make_provider
+from .state import StateStore
+
+#: Providers whose containers share the host's network (ports must be free here).
+HOST_NETWORK_PROVIDERS = frozenset({"local", "docker"})
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ClusterSpec:
+    """Everything needed to rebuild a :class:`DockerCluster` in another process."""
+
+    name: str
+    provider: str = "local"
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    image: str | None = None
+    workers_per_container: int = 1
+    cpu: int = 1024
+    memory: int = 2048
+    host: str | None = None
+    scheduler_port: int = 8786
+    dashboard_port: int = 8787
+    expected: int = 0
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        check_count(self.workers_per_container, "workers_per_container", minimum=1, maximum=1024)
+        check_count(self.expected, "workers")
+
+    @classmethod
+    def for_provider(cls, name: str, provider: str, **fields: Any) -> ClusterSpec:
+        """A spec with the defaults of ``provider``: loopback and free ports where the host network is shared."""
+        if provider in HOST_NETWORK_PROVIDERS:
+            host = fields.get("host") or "127.0.0.1"
+            fields["host"] = host
+            for port in ("scheduler_port", "dashboard_port"):
+                if not fields.get(port):
+                    fields[port] = free_port(host)
+        return cls(name=name, provider=provider, **{k: v for k, v in fields.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the state store."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClusterSpec:
+        """Read a spec written by :meth:`to_dict`."""
+        return cls(**data)
+
+    def container(self) -> DaskWorkerContainer:
+        """The worker container."""
+        return DaskWorkerContainer(
+            image=self.image or default_image(), host=self.host, scheduler_port=self.scheduler_port,
+            dashboard_port=self.dashboard_port, max_workers_per_container=self.workers_per_container,
+        )
+
+    def build(self, store: StateStore) -> DockerCluster:
+        """The cluster, on a new provider object."""
+        options = dict(self.provider_options)
+        if self.provider == "local":
+            options["store"] = store
+        return DockerCluster(
+            make_provider(self.provider, **options), self.container(), name=self.name,
+            worker_number=self.expected, worker_hardware=DockerHardware(self.cpu, self.memory),
+        )
