@@ -1,0 +1,65 @@
+"""Fixtures for tests that run real Dask processes on the local-process provider."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import pytest
+
+from dockerparallel import DockerCluster
+from dockerparallel._spec import free_port
+from dockerparallel.backends.dask import DaskWorkerContainer
+from dockerparallel.providers.local import LocalProcessProvider
+from dockerparallel.state import StateStore
+
+
+def live_children() -> list[psutil.Process]:
+    """Descendants of this process that are not zombies."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def processes_mentioning(text: str) -> list[psutil.Process]:
+    """Live processes anywhere whose command line contains ``text``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and text in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def wait_for(condition, timeout: float = 60.0, poll: float = 0.2) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``condition`` until true or fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(poll)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    return StateStore(tmp_path / "state.sqlite3")
+
+
+@pytest.fixture
+def dask_container() -> DaskWorkerContainer:
+    return DaskWorkerContainer(host="127.0.0.1", scheduler_port=free_port(), dashboard_port=free_port(),
+                               max_workers_per_container=2)
+
+
+@pytest.fixture
+def local_cluster(store: StateStore, dask_container: DaskWorkerContainer) -> Iterator[DockerCluster]:
+    cluster = DockerCluster(LocalProcessProvider(store, grace_period=3.0), dask_container, name="localtest")
+    yield cluster
+    cluster.stop_cluster()
+    cluster.cleanup(deep=True)

@@ -1,0 +1,75 @@
+"""The CLI, run as a subprocess like a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dockerparallel.state import StateStore
+from tests.local_fixtures import processes_mentioning, wait_for
+
+CLI = [sys.executable, "-m", "dockerparallel"]
+
+
+def run_cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKERPARALLEL_STATE": str(state), "COLUMNS": "200"}
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        pytest.fail(f"dockerparallel {' '.join(args)} failed: {result.stdout}{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state.sqlite3"
+
+
+def test_up_status_scale_down(state: Path) -> None:
+    out = run_cli(state, "up", "--workers", "3", "-k", "2", "--name", "clitest").stdout
+    assert "cluster clitest is up with 3 worker(s)" in out
+    port = StateStore(state).load_cluster("clitest").spec["scheduler_port"]  # type: ignore[union-attr]
+    try:
+        assert len(processes_mentioning(f"127.0.0.1:{port}")) >= 2
+        status = run_cli(state, "status", "clitest").stdout
+        assert "running" in status and "│ 3 " in status
+        assert "expected 5, running 5" in run_cli(state, "scale", "clitest", "5", "--wait").stdout
+        assert "clitest" in run_cli(state, "list").stdout
+    finally:
+        assert "is down" in run_cli(state, "down", "clitest").stdout
+    wait_for(lambda: not processes_mentioning(f"127.0.0.1:{port}"), timeout=15)
+    assert StateStore(state).list_clusters() == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["scale", "nope", "3"], "no cluster named 'nope'"),
+        (["up", "--workers", "-1"], "workers must be at least 0"),
+        (["up", "--provider", "nowhere"], "provider must be one of"),
+        (["up", "--name", "bad name!"], "name must be"),
+        (["up", "-k", "0"], "workers_per_container must be at least 1"),
+        (["down", "nope"], "no cluster named 'nope'"),
+    ],
+)
+def test_errors_are_one_line(state: Path, args: list[str], message: str) -> None:
+    result = run_cli(state, *args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert StateStore(state).list_clusters() == []
+
+
+def test_every_command_has_help(state: Path) -> None:
+    for command in ("up", "scale", "status", "list", "down", "demo"):
+        result = run_cli(state, command, "--help")
+        assert "Usage" in result.stdout
+
+
+def test_demo_runs_and_leaves_nothing(state: Path) -> None:
+    result = run_cli(state, "demo", "--workers", "2", "--tasks", "16")
+    assert "pi ~ 3.1" in result.stdout
+    assert "0 process(es) left" in result.stdout
