@@ -31,7 +31,9 @@ def state(tmp_path: Path) -> Path:
 def test_up_status_scale_down(state: Path) -> None:
     out = run_cli(state, "up", "--workers", "3", "-k", "2", "--name", "clitest").stdout
     assert "cluster clitest is up with 3 worker(s)" in out
-    port = StateStore(state).load_cluster("clitest").spec["scheduler_port"]  # type: ignore[union-attr]
+    record = StateStore(state).load_cluster("clitest")
+    assert record is not None
+    port = record.spec["worker_container"]["fields"]["scheduler_port"]
     try:
         assert len(processes_mentioning(f"127.0.0.1:{port}")) >= 2
         status = run_cli(state, "status", "clitest").stdout

@@ -1,9 +1,9 @@
-"""A cluster's recipe, as the CLI records it, and how to rebuild the cluster from it."""
+"""A cluster's recipe from command-line options, and the cluster built from it."""
 
 from __future__ import annotations
 
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._validation import check_count, check_name
@@ -26,7 +26,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class ClusterSpec:
-    """Everything needed to rebuild a :class:`DockerCluster` in another process."""
+    """What the CLI options say about a cluster; :meth:`build` makes it."""
 
     name: str
     provider: str = "local"
@@ -56,15 +56,6 @@ class ClusterSpec:
                     fields[port] = free_port(host)
         return cls(name=name, provider=provider, **{k: v for k, v in fields.items() if v is not None})
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for the state store."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClusterSpec:
-        """Read a spec written by :meth:`to_dict`."""
-        return cls(**data)
-
     def container(self) -> DaskWorkerContainer:
         """The worker container."""
         return DaskWorkerContainer(
@@ -79,5 +70,5 @@ class ClusterSpec:
             options["store"] = store
         return DockerCluster(
             make_provider(self.provider, **options), self.container(), name=self.name,
-            worker_number=self.expected, worker_hardware=DockerHardware(self.cpu, self.memory),
+            worker_number=self.expected, worker_hardware=DockerHardware(self.cpu, self.memory), state=store,
         )

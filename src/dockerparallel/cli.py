@@ -16,7 +16,7 @@ from ._progress import wait_with_progress
 from ._errors import DockerParallelError
 from ._spec import ClusterSpec
 from .cluster import DockerCluster
-from .providers import PROVIDERS
+from .providers import PROVIDERS, provider_label
 from .state import StateStore
 
 app = typer.Typer(
@@ -51,14 +51,10 @@ def _root(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Mo
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _load(store: StateStore, name: str) -> tuple[ClusterSpec, DockerCluster]:
-    record = store.load_cluster(name)
-    if record is None:
+def _load(store: StateStore, name: str) -> DockerCluster:
+    if store.load_cluster(name) is None:
         raise KeyError(f"no cluster named {name!r}; see 'dockerparallel list'")
-    spec = ClusterSpec.from_dict(record.spec)
-    cluster = spec.build(store)
-    cluster.reconnect()
-    return spec, cluster
+    return DockerCluster.reconnect(name, state=store)  # type: ignore[no-any-return]
 
 
 def _provider_options(provider: str, region: str | None, subnet: list[str], security_group: list[str],
@@ -101,7 +97,6 @@ def up(
         expected=workers, provider_options=_provider_options(provider, region, subnet, security_group, network),
     )
     cluster = spec.build(store)
-    store.save_cluster(spec.name, spec.provider, spec.to_dict())
     with err_console.status(f"starting the server of {spec.name}"):
         cluster.start_cluster(timeout=timeout)
     if wait:
@@ -120,11 +115,8 @@ def scale(
     timeout: float = typer.Option(600.0, help="Seconds to wait with --wait."),
 ) -> None:
     """Set the number of workers of a running cluster."""
-    store = StateStore()
-    spec, cluster = _load(store, name)
+    cluster = _load(StateStore(), name)
     cluster.set_worker_number(workers)
-    spec.expected = workers
-    store.save_cluster(spec.name, spec.provider, spec.to_dict())
     if wait:
         wait_with_progress(cluster, workers, timeout, err_console)
     numbers = cluster.get_worker_numbers()
@@ -140,12 +132,12 @@ def status(name: Optional[str] = typer.Argument(None, help="Cluster name (all wh
     names = [name] if name else [r.name for r in store.list_clusters()]
     table = Table("name", "provider", "server", "expected", "running", "initializing", "scheduler")
     for cluster_name in names:
-        spec, cluster = _load(store, cluster_name)
+        cluster = _load(store, cluster_name)
         server = cluster.server_status()
         numbers = cluster.get_worker_numbers()
         address = cluster.scheduler_address if server == "running" else "-"
-        table.add_row(cluster_name, spec.provider, server, str(spec.expected), str(numbers.running),
-                      str(numbers.initializing), address)
+        table.add_row(cluster_name, provider_label(cluster.provider), server, str(numbers.expected),
+                      str(numbers.running), str(numbers.initializing), address)
     console.print(table)
 
 
@@ -155,7 +147,7 @@ def list_() -> None:
     """List the recorded clusters."""
     for record in StateStore().list_clusters():
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
-        console.print(f"{record.name}\t{record.provider}\t{created}", highlight=False)
+        console.print(f"{record.name}\t{provider_label(record.provider)}\t{created}", highlight=False)
 
 
 @app.command()
@@ -168,10 +160,10 @@ def down(
     """Stop a cluster and remove everything labelled with its name."""
     store = StateStore()
     if store.load_cluster(name) is not None:
-        _, cluster = _load(store, name)
+        cluster = _load(store, name)
     elif provider is not None:
         cluster = ClusterSpec.for_provider(name, provider, image=image).build(store)
-        cluster.reconnect()
+        cluster.reconnect()  # type: ignore[call-arg]
     else:
         raise KeyError(f"no cluster named {name!r}; pass --provider to clean up one started elsewhere")
     with err_console.status(f"stopping {name}"):

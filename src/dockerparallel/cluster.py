@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Sequence
 
 from distributed.core import Status
 
 from ._errors import ClusterStateError
 from ._validation import check_count, check_name, check_verbose
+from ._wait import wait_until
+from .backends.dask import new_security
 from .container import DockerContainer, DockerHardware
+from .controller import Controller
+from .managed import LedgerEntry, ManagedCloudProvider
 from .provider import CloudProvider, ServerAddress, WorkerNumbers
+from .state import StateStore
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -22,6 +29,9 @@ if TYPE_CHECKING:
     from .backends.dask import Adaptive
 
 logger = logging.getLogger("dockerparallel.cluster")
+
+#: Handle and role of the record written before each launch and removed after it.
+INTENT = "intent"
 
 
 def _check_hardware(value: DockerHardware | None, name: str) -> DockerHardware:
@@ -32,15 +42,66 @@ def _check_hardware(value: DockerHardware | None, name: str) -> DockerHardware:
     return value
 
 
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.25
-) -> None:
-    """Call ``condition`` until it is true; raise ``TimeoutError`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
+def _check_state(state: StateStore | bool | None) -> StateStore | None:
+    if state is None or state is True:
+        return StateStore()
+    if state is False:
+        return None
+    if not isinstance(state, StateStore):
+        raise TypeError(f"state must be a StateStore or a bool, got {type(state).__name__}")
+    return state
+
+
+def _tls_environment(security: Any) -> dict[str, str]:
+    from .backends.dask import security_environment
+
+    return security_environment(security)
+
+
+def _secure(provider: CloudProvider, container: DockerContainer, security: Any) -> tuple[Any, DockerContainer]:
+    """The cluster's TLS settings and the worker container that uses them."""
+    can_tls = hasattr(container, "with_security")
+    if security is None:
+        security = bool(provider.tls_by_default and can_tls)
+    if security is False:
+        return None, container
+    if not can_tls:
+        raise TypeError(f"security: {type(container).__name__} cannot use TLS; pass security=False")
+    if security is True:
+        security = new_security()
+    return security, container.with_security(security)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ReconnectReport:
+    """What :meth:`DockerCluster.reconnect` found."""
+
+    recorded: int
+    found: int
+    dead: int
+    killed: int
+    interrupted_launch: bool
+    server: str
+
+    def __str__(self) -> str:
+        text = (f"server {self.server}; {self.recorded} handle(s) from the state store, "
+                f"{self.found} more found on the provider, {self.dead} dead and forgotten, "
+                f"{self.killed} orphan(s) killed")
+        return text + ("; a launch had been interrupted" if self.interrupted_launch else "")
+
+
+class _HybridMethod:
+    """``Class.method(...)`` calls one function, ``instance.method(...)`` another."""
+
+    def __init__(self, on_class: Any, on_instance: Any) -> None:
+        self.on_class = on_class.__func__ if isinstance(on_class, classmethod) else on_class
+        self.on_instance = on_instance
+        self.__doc__ = on_instance.__doc__
+
+    def __get__(self, obj: object, owner: type) -> Any:
+        if obj is None:
+            return functools.partial(self.on_class, owner)
+        return functools.partial(self.on_instance, obj)
 
 
 class DockerCluster:
@@ -63,6 +124,24 @@ class DockerCluster:
         Identifies the cluster on the cloud; generated when omitted.
     verbose : int
         0 (quiet), 1 (progress) or 2 (details), logged through :mod:`logging`.
+    security : bool or distributed.Security, optional
+        TLS between client, server and workers. ``True`` makes per-cluster
+        certificates, ``False`` turns TLS off; the default is the provider's
+        ``tls_by_default`` (on everywhere except local processes). The
+        certificates reach the containers through their environment.
+    state : StateStore or bool, optional
+        Where the cluster's spec, its worker handles and an intent before
+        each launch are recorded, so that ``DockerCluster.reconnect(name)``
+        finds it from another process. Default: the user's state store;
+        ``False`` records nothing.
+    auto_heal : bool
+        Run a background controller that replaces dead workers, retries
+        failed launches with backoff and slow start, and (with
+        ``init_timeout``) replaces workers stuck initializing.
+    heal_interval : float
+        Seconds between the controller's cycles.
+    init_timeout : float, optional
+        Seconds a worker may stay initializing before the controller replaces it.
     """
 
     def __init__(
@@ -76,6 +155,11 @@ class DockerCluster:
         server_hardware: DockerHardware | None = None,
         name: str | None = None,
         verbose: int = 0,
+        security: Any = None,
+        state: StateStore | bool | None = None,
+        auto_heal: bool = False,
+        heal_interval: float = 5.0,
+        init_timeout: float | None = None,
     ) -> None:
         if not isinstance(provider, CloudProvider):
             raise TypeError(f"provider must be a CloudProvider, got {type(provider).__name__}")
@@ -89,15 +173,21 @@ class DockerCluster:
         self.name = check_name(name) if name is not None else self.new_name()
         self.verbose = check_verbose(verbose)
         self.provider = provider
-        self.worker_container = worker_container
-        self.server_container = server_container or worker_container.server_container()
+        self.security, self.worker_container = _secure(provider, worker_container, security)
+        if server_container is not None and self.security is not None:
+            server_container = server_container.with_environment(**_tls_environment(self.security))
+        self.server_container = server_container or self.worker_container.server_container()
         self._address: ServerAddress | None = None
         self._lock = threading.RLock()
+        self.store = _check_state(state)
+        self.controller = Controller(self, heal_interval, init_timeout) if auto_heal else None
+        #: What the last ``DockerCluster.reconnect(name)`` found.
+        self.last_reconnect: ReconnectReport | None = None
+        if self.store is not None and isinstance(provider, ManagedCloudProvider):
+            provider.worker_ledger.on_change = self._record_ledger_change
         self._adaptive: Adaptive | None = None
         #: Dask's view of the cluster's state, read by ``distributed.Client``.
         self.status = Status.created
-        #: TLS settings a ``distributed.Client`` uses (``None``: plain TCP).
-        self.security: Any = None
 
     @staticmethod
     def new_name() -> str:
@@ -166,16 +256,21 @@ class DockerCluster:
         """Prepare the provider, start the server, wait for it, then start the expected workers."""
         with self._lock:
             self.provider.initialize_cloud_provider(self, self.verbose)
+            self.save_record()
             if self.server_status() == "stopped":
                 self.start_server()
             self.wait_for_server(timeout)
             self.status = Status.running
             self._apply_worker_number()
+            if self.controller is not None:
+                self.controller.start()
 
     def stop_cluster(self) -> None:
         """Kill every worker and stop the server. The expected number is kept."""
         with self._lock:
             self.status = Status.closing
+            if self.controller is not None:
+                self.controller.stop()
             if self._adaptive is not None:
                 self._adaptive.stop()
                 self._adaptive = None
@@ -185,6 +280,7 @@ class DockerCluster:
             self.stop_server()
             self.provider.cleanup_docker_cluster(self, deep=False, verbose=self.verbose)
             self.status = Status.closed
+            self._forget_record()
 
     def close(self) -> None:
         """Stop the cluster (the name ``distributed`` uses)."""
@@ -194,13 +290,70 @@ class DockerCluster:
         """Whether a cluster with this name runs on the provider."""
         return bool(self.provider.docker_cluster_exists(self, self.verbose))
 
-    def reconnect(self) -> None:
-        """Adopt the server and workers of the running cluster with this name."""
+    def _reconnect_instance(self, orphans: str = "adopt") -> ReconnectReport:
+        """Adopt the server and workers of the running cluster with this name.
+
+        The ledger is rebuilt from the state store and from what the provider
+        finds labelled with the name; dead handles are forgotten, and workers
+        the store did not know (orphans of a crash mid-launch) are adopted or,
+        with ``orphans="kill"``, killed.
+        """
+        if orphans not in ("adopt", "kill"):
+            raise ValueError(f"orphans must be 'adopt' or 'kill', got {orphans!r}")
         with self._lock:
             self._address = None
+            recorded = self._adopt_recorded()
+            before = set(self._ledger_handles())
             self.provider.reconnect_docker_cluster(self, self.verbose)
-            if self.is_server_running():
+            found = [h for h in self._ledger_handles() if h not in before]
+            report = self._settle_reconnect(recorded, found, orphans)
+            if report.server == "running":
                 self.status = Status.running
+            logger.info("reconnected to %s: %s", self.name, report)
+            return report
+
+    @classmethod
+    def _reconnect_by_name(cls, name: str, *, state: StateStore | None = None,
+                           orphans: str = "adopt") -> DockerCluster:
+        """Rebuild the cluster recorded as ``name`` and reconnect to it (``cluster.last_reconnect`` says what was found)."""
+        from ._persist import cluster_from_dict
+
+        store = state if state is not None else StateStore()
+        record = store.load_cluster(check_name(name))
+        if record is None:
+            raise ValueError(f"name: no cluster named {name!r} in {store.path}")
+        cluster = cluster_from_dict(name, record.spec, store)
+        cluster.last_reconnect = cluster._reconnect_instance(orphans)
+        return cluster
+
+    reconnect = _HybridMethod(_reconnect_by_name, _reconnect_instance)
+
+    def _ledger_handles(self) -> list[str]:
+        provider = self.provider
+        return provider.worker_ledger.handles() if isinstance(provider, ManagedCloudProvider) else []
+
+    def _adopt_recorded(self) -> int:
+        if self.store is None or not isinstance(self.provider, ManagedCloudProvider):
+            return 0
+        known = set(self.provider.worker_ledger.handles())
+        records = [r for r in self.store.resources(self.name, "worker") if r.handle not in known]
+        for record in records:
+            self.provider.add_managed_worker_handles([record.handle] * record.count)
+        return len(records)
+
+    def _settle_reconnect(self, recorded: int, found: list[str], orphans: str) -> ReconnectReport:
+        dead = killed = 0
+        interrupted = bool(self.store and self.store.resources(self.name, INTENT))
+        provider = self.provider
+        if isinstance(provider, ManagedCloudProvider):
+            alive_before = len(provider.worker_ledger)
+            provider.refresh_workers(self, self.verbose)
+            dead = alive_before - len(provider.worker_ledger)
+            live_found = [h for h in found if h in provider.worker_ledger]
+            if orphans == "kill" and live_found:
+                provider.kill_worker_handles(self, live_found, self.verbose)
+                killed = len(live_found)
+        return ReconnectReport(recorded, len(found), dead, killed, interrupted, self.server_status())
 
     def cleanup(self, deep: bool = False) -> None:
         """Release what the provider holds; ``deep=True`` removes everything labelled with the name."""
@@ -222,6 +375,7 @@ class DockerCluster:
         number = check_count(worker_number, "worker_number")
         with self._lock:
             self._expected = number
+            self.save_record()
             if self.is_server_running():
                 self._apply_worker_number()
 
@@ -299,6 +453,36 @@ class DockerCluster:
         return self.worker_container.for_server(self.server_address())
 
     def _apply_worker_number(self) -> None:
-        self.provider.set_docker_worker_number(
-            self, self.configured_worker_container(), self.worker_hardware, self._expected, self.verbose
-        )
+        self.apply_worker_number(self._expected)
+
+    def apply_worker_number(self, target: int) -> None:
+        """Have the provider start or kill workers towards ``target`` now (an intent is recorded first)."""
+        with self._lock:
+            container = self.configured_worker_container()
+            if self.store is not None:
+                self.store.put_resource(self.name, INTENT, INTENT, target, {"time": time.time()})
+            self.provider.set_docker_worker_number(self, container, self.worker_hardware, target, self.verbose)
+            if self.store is not None:
+                self.store.delete_resources(self.name, [INTENT])
+
+    # -- state store ---------------------------------------------------------------------
+
+    def save_record(self) -> None:
+        """Record the cluster's spec in the state store (nothing without one)."""
+        if self.store is not None:
+            from ._persist import class_path, cluster_to_dict
+
+            self.store.save_cluster(self.name, class_path(self.provider), cluster_to_dict(self))
+
+    def _forget_record(self) -> None:
+        managed = isinstance(self.provider, ManagedCloudProvider)
+        if self.store is not None and not (managed and len(self.provider.worker_ledger)):  # type: ignore[attr-defined]
+            self.store.delete_cluster(self.name)
+
+    def _record_ledger_change(self, event: str, entries: Sequence[LedgerEntry]) -> None:
+        assert self.store is not None
+        if event == "add":
+            for entry in entries:
+                self.store.upsert_resource(self.name, entry.handle, "worker", entry.count)
+        elif event == "remove":
+            self.store.delete_resources(self.name, [e.handle for e in entries])

@@ -88,6 +88,22 @@ class CloudProvider(abc.ABC):
     the latter for you.
     """
 
+    #: Whether clusters on this provider use TLS unless told otherwise.
+    tls_by_default: bool = True
+
+    def spec_options(self) -> dict[str, Any]:
+        """Constructor options that rebuild this provider in another process.
+
+        JSON-able values only, and never a secret (credentials come from the
+        environment of the process that rebuilds it). Default: none.
+        """
+        return {}
+
+    @classmethod
+    def from_spec_options(cls, options: dict[str, Any], store: Any) -> CloudProvider:
+        """Rebuild a provider from :meth:`spec_options` (``store`` is the cluster's state store)."""
+        return cls(**options)
+
     def initialize_cloud_provider(self, cluster: DockerCluster, verbose: int = 0) -> None:
         """Prepare the cloud for ``cluster`` (networks, roles, ...). Default: nothing.
 

@@ -160,6 +160,15 @@ class StateStore:
                 (cluster, handle, role, count, json.dumps(data), time.time()),
             )
 
+    def upsert_resource(self, cluster: str, handle: str, role: str, count: int) -> None:
+        """Record a resource, or update its count and keep its data."""
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO resources VALUES (?, ?, ?, ?, '{}', ?) "
+                "ON CONFLICT(cluster, handle) DO UPDATE SET count=excluded.count",
+                (cluster, handle, role, count, time.time()),
+            )
+
     def resources(self, cluster: str, role: str | None = None) -> list[ResourceRecord]:
         """The resources of ``cluster`` (optionally of one role), oldest first."""
         query = "SELECT * FROM resources WHERE cluster = ?" + (" AND role = ?" if role else "")

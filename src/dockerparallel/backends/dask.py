@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import dask
 
 from .._validation import MAX_WORKERS, check_count
-from ..cluster import wait_until
+from .._wait import wait_until
 from ..managed import LedgerEntry, plan_kill
 from ..container import ENV_SERVER_IP, ENV_SERVER_PORT, DockerContainer, DockerHardware
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Security
 
     from ..cluster import DockerCluster
     from ..provider import ServerAddress
@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("dockerparallel.backends.dask")
 
 ENV_SCHEDULER_ADDRESS = "DASK_SCHEDULER_ADDRESS"
+#: Security field -> the Dask config variable that carries it into a container.
+TLS_ENVIRONMENT = {
+    "tls_ca_file": "DASK_DISTRIBUTED__COMM__TLS__CA_FILE",
+    "tls_scheduler_cert": "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT",
+    "tls_scheduler_key": "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY",
+    "tls_worker_cert": "DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT",
+    "tls_worker_key": "DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY",
+}
+_CLIENT_FIELDS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 ENV_DASHBOARD_PORT = "DOCKERPARALLEL_DASHBOARD_PORT"
 #: Prefix of the Dask worker names; the workers of one container share ``dp-<token>``.
 WORKER_NAME_PREFIX = "dp-"
@@ -34,6 +43,33 @@ WORKER_NAME_PREFIX = "dp-"
 def default_image() -> str:
     """The official Dask image of the installed Dask version."""
     return f"ghcr.io/dask/dask:{dask.__version__}"
+
+
+def new_security() -> Security:
+    """Fresh per-cluster TLS certificates (a self-signed key pair, held in memory)."""
+    from distributed import Security
+
+    return Security.temporary()
+
+
+def security_to_dict(security: Security) -> dict[str, str]:
+    """The PEM contents of ``security``, for the (mode 0600) state store."""
+    names = set(TLS_ENVIRONMENT) | set(_CLIENT_FIELDS)
+    return {name: getattr(security, name) for name in sorted(names)}
+
+
+def security_from_dict(data: dict[str, str]) -> Security:
+    """The inverse of :func:`security_to_dict`."""
+    from distributed import Security
+
+    return Security(require_encryption=True, **data)
+
+
+def security_environment(security: Security) -> dict[str, str]:
+    """Environment variables that give a container the cluster's certificates."""
+    env = {var: getattr(security, name) for name, var in TLS_ENVIRONMENT.items()}
+    env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] = "True"
+    return env
 
 
 def container_token(worker_name: object) -> str | None:
@@ -60,6 +96,9 @@ class DaskWorkerContainer(DockerContainer):
         Ports of the scheduler and of its dashboard.
     death_timeout : int
         Seconds a worker waits for a lost scheduler before it exits.
+    protocol : str
+        ``"tcp"``, or ``"tls"`` once :meth:`with_security` has given the
+        container its certificates.
     """
 
     image: str = field(default_factory=default_image)
@@ -69,6 +108,7 @@ class DaskWorkerContainer(DockerContainer):
     scheduler_port: int = 8786
     dashboard_port: int = 8787
     death_timeout: int = 120
+    protocol: str = "tcp"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,10 +116,18 @@ class DaskWorkerContainer(DockerContainer):
             object.__setattr__(self, port, check_count(getattr(self, port), port, minimum=1, maximum=65535))
         if self.host is not None and not isinstance(self.host, str):
             raise TypeError(f"host must be a string or None, got {type(self.host).__name__}")
+        if self.protocol not in ("tcp", "tls"):
+            raise ValueError(f"protocol must be 'tcp' or 'tls', got {self.protocol!r}")
+
+    def with_security(self, security: Security) -> DaskWorkerContainer:
+        """A copy that speaks TLS with the certificates of ``security``."""
+        return self.replace(  # type: ignore[return-value]
+            protocol="tls", environment={**self.environment, **security_environment(security)}
+        )
 
     def server_container(self) -> DockerContainer:
         """The Dask scheduler container."""
-        command = ["dask", "scheduler", "--port", str(self.scheduler_port),
+        command = ["dask", "scheduler", "--protocol", self.protocol, "--port", str(self.scheduler_port),
                    "--dashboard-address", f"{self.host or ''}:{self.dashboard_port}"]
         if self.host:
             command += ["--host", self.host]
@@ -95,7 +143,7 @@ class DaskWorkerContainer(DockerContainer):
         """A copy whose workers connect to the scheduler at ``address``."""
         return self.with_environment(  # type: ignore[return-value]
             **{ENV_SERVER_IP: address.private_ip, ENV_SERVER_PORT: str(address.private_port),
-               ENV_SCHEDULER_ADDRESS: f"tcp://{address.private_ip}:{address.private_port}"}
+               ENV_SCHEDULER_ADDRESS: f"{self.protocol}://{address.private_ip}:{address.private_port}"}
         )
 
     def for_workers(self, workers: int, hardware: DockerHardware | None = None) -> DaskWorkerContainer:
@@ -119,7 +167,7 @@ class DaskWorkerContainer(DockerContainer):
 
     def scheduler_address(self, address: ServerAddress) -> str:
         """The address a client connects to."""
-        return f"tcp://{address.client_ip}:{address.client_port}"
+        return f"{self.protocol}://{address.client_ip}:{address.client_port}"
 
     def dashboard_link(self, address: ServerAddress) -> str:
         """The link to the scheduler's dashboard."""

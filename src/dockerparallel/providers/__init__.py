@@ -32,6 +32,15 @@ def provider_class(name: str) -> type[CloudProvider]:
         raise ImportError(f"provider {name!r} needs: pip install 'dockerparallel[{extra}]' ({exc})") from exc
 
 
+def provider_label(provider: object) -> str:
+    """The registry name of a provider (object or ``module:Class`` path), else its class name."""
+    path = provider if isinstance(provider, str) else f"{type(provider).__module__}:{type(provider).__qualname__}"
+    for name, registered in PROVIDERS.items():
+        if registered == path:
+            return name
+    return path.rpartition(":")[2]
+
+
 def make_provider(name: str, **options: Any) -> CloudProvider:
     """Create the provider registered as ``name`` with ``options``."""
     cls = provider_class(name)
@@ -41,4 +50,4 @@ def make_provider(name: str, **options: Any) -> CloudProvider:
         raise ValueError(f"unknown option for provider {name!r}: {exc}") from exc
 
 
-__all__ = ["PROVIDERS", "make_provider", "provider_class"]
+__all__ = ["PROVIDERS", "make_provider", "provider_class", "provider_label"]

@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import shutil
 import sys
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("dockerparallel.providers.local")
 
 _HOST = "127.0.0.1"
+#: The labels every process carries in its environment.
+ENV_CLUSTER = "DOCKERPARALLEL_CLUSTER"
+ENV_ROLE = "DOCKERPARALLEL_ROLE"
+ENV_WORKERS = "DOCKERPARALLEL_WORKERS"
 
 
 def _handle(proc: psutil.Process) -> str:
@@ -51,6 +55,25 @@ def _resolve(command: list[str]) -> list[str]:
     if program is None:
         raise FileNotFoundError(f"cannot find {command[0]!r} on PATH or beside {sys.executable}")
     return [program, *command[1:]]
+
+
+def labelled_processes(cluster: str) -> dict[str, tuple[str, int]]:
+    """Handle -> (role, workers) of every process group leader labelled with ``cluster``.
+
+    The label is the environment each process is started with, so this finds
+    processes that were started but not yet recorded when their parent died.
+    """
+    found = {}
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) != proc.pid:
+                continue
+            env = proc.environ()
+            if env.get(ENV_CLUSTER) == cluster and proc.status() != psutil.STATUS_ZOMBIE:
+                found[_handle(proc)] = (env.get(ENV_ROLE, "worker"), int(env.get(ENV_WORKERS, "1")))
+        except (psutil.Error, OSError, ValueError):
+            continue
+    return found
 
 
 def _process(handle: str) -> psutil.Process | None:
@@ -76,6 +99,9 @@ class LocalProcessProvider(ManagedCloudProvider):
         Seconds between SIGTERM and SIGKILL when a process group is killed.
     """
 
+    #: Local processes talk over the loopback interface: TLS is an option, not the default.
+    tls_by_default = False
+
     def __init__(self, store: StateStore | None = None, grace_period: float = 5.0) -> None:
         self.store = store if store is not None else StateStore()
         self.grace_period = float(grace_period)
@@ -84,13 +110,23 @@ class LocalProcessProvider(ManagedCloudProvider):
     def __repr__(self) -> str:
         return f"LocalProcessProvider(store={self.store!r})"
 
+    def spec_options(self) -> dict[str, Any]:
+        """The grace period (the store comes from the cluster's record)."""
+        return {"grace_period": self.grace_period}
+
+    @classmethod
+    def from_spec_options(cls, options: dict[str, Any], store: Any) -> LocalProcessProvider:
+        """Rebuild on the store the cluster was found in."""
+        return cls(store=store, **options)
+
     # -- processes ----------------------------------------------------------------
 
     def _spawn(self, cluster: DockerCluster, role: str, container: DockerContainer, workers: int) -> str:
         log_dir = self.store.log_dir / cluster.name
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{role}-{time.time_ns()}.log"
-        env = {**os.environ, **container.environment}
+        env = {**os.environ, **container.environment, ENV_CLUSTER: cluster.name, ENV_ROLE: role,
+               ENV_WORKERS: str(workers)}
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
                 _resolve(list(container.command)), env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -177,18 +213,20 @@ class LocalProcessProvider(ManagedCloudProvider):
         return self._server(cluster) is not None
 
     def reconnect_docker_cluster(self, cluster: DockerCluster, verbose: int = 0) -> None:
-        """Adopt the recorded worker processes that still run."""
+        """Adopt the worker processes that still run: recorded ones and any labelled with the cluster."""
         known = set(self.worker_ledger.handles())
-        for record in self.store.resources(cluster.name, "worker"):
-            if record.handle not in known and self._alive(record.handle):
-                self.add_managed_worker_handles([record.handle] * record.count)
+        found = {r.handle: r.count for r in self.store.resources(cluster.name, "worker")}
+        found.update({h: n for h, (role, n) in labelled_processes(cluster.name).items() if role == "worker"})
+        for handle, count in found.items():
+            if handle not in known and self._alive(handle):
+                self.add_managed_worker_handles([handle] * count)
 
     def cleanup_docker_cluster(self, cluster: DockerCluster, deep: bool = False, verbose: int = 0) -> None:
-        """With ``deep``, kill every recorded process of the cluster and forget them."""
+        """With ``deep``, kill every process recorded or labelled with the cluster, and forget them."""
         if deep:
-            records = self.store.resources(cluster.name)
-            self._terminate([r.handle for r in records])
-            self.store.delete_resources(cluster.name, [r.handle for r in records])
+            records = [r.handle for r in self.store.resources(cluster.name)]
+            self._terminate(records + list(labelled_processes(cluster.name)))
+            self.store.delete_resources(cluster.name, records)
             self.worker_ledger.remove(self.worker_ledger.handles())
 
     # -- the three primitives ------------------------------------------------------------

@@ -1,0 +1,182 @@
+"""The desired-state controller: a background loop that drives the worker count to the expected one.
+
+Each cycle refreshes the statuses (one call), kills workers stuck in
+``initializing`` past a timeout, and starts or kills workers. Launch failures
+back off exponentially with jitter; after repeated failures, launches go in
+slow-start batches (1, 2, 4, ... workers, as the Kubernetes ReplicaSet
+controller does) instead of flooding the provider. Throttling is retried,
+never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ._errors import ProviderThrottled
+from .managed import ManagedCloudProvider
+
+if TYPE_CHECKING:
+    from .cluster import DockerCluster
+
+logger = logging.getLogger("dockerparallel.controller")
+
+#: Failures in a row after which launches go in slow-start batches.
+SLOW_START_AFTER = 2
+
+
+@dataclass
+class ControllerStats:
+    """What the controller did so far."""
+
+    cycles: int = 0
+    launches: int = 0
+    failures: int = 0
+    throttled: int = 0
+    stuck_killed: int = 0
+
+
+class Controller:
+    """Reconciles a cluster's observed workers with its expected number.
+
+    Parameters
+    ----------
+    cluster : DockerCluster
+        The cluster to reconcile.
+    interval : float
+        Seconds between cycles of the background loop.
+    init_timeout : float, optional
+        Kill and replace workers initializing longer than this (seconds).
+    backoff_base, backoff_max : float
+        First and largest wait after a failed launch (seconds).
+    seed : int, optional
+        Seed of the jitter.
+    clock : callable
+        Monotonic time source (tests pass a manual one).
+    """
+
+    def __init__(self, cluster: DockerCluster, interval: float = 5.0, init_timeout: float | None = None,
+                 backoff_base: float = 1.0, backoff_max: float = 60.0, seed: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not interval > 0:
+            raise ValueError(f"heal_interval must be positive, got {interval!r}")
+        if init_timeout is not None and not init_timeout > 0:
+            raise ValueError(f"init_timeout must be positive or None, got {init_timeout!r}")
+        self.cluster = cluster
+        self.interval = float(interval)
+        self.init_timeout = init_timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.stats = ControllerStats()
+        self._rng = random.Random(seed)
+        self._clock = clock
+        self._failures_in_row = 0
+        self._batch = 1
+        self._not_before = 0.0
+        self._first_seen_initializing: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<Controller {self.cluster.name!r} interval={self.interval:g}s {self.stats}>"
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run :meth:`reconcile` every ``interval`` seconds in a daemon thread."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"controller-{self.cluster.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop and wait for the running cycle to end."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=120)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.reconcile()
+            except Exception:  # a cycle's failure must not end the loop
+                logger.exception("reconcile cycle of %r failed", self.cluster.name)
+
+    # -- one cycle -----------------------------------------------------------------------
+
+    def reconcile(self) -> bool:
+        """One cycle; return whether the expected number of workers exists afterwards."""
+        self.stats.cycles += 1
+        if self._clock() < self._not_before or not self.cluster.is_server_running():
+            return False
+        provider = self.cluster.provider
+        if isinstance(provider, ManagedCloudProvider):
+            self._kill_stuck(provider)
+        expected = self.cluster.expected_workers
+        target = self._target(provider, expected)
+        try:
+            self.cluster.apply_worker_number(target)
+        except ProviderThrottled as exc:
+            self.stats.throttled += 1
+            self._back_off(f"throttled: {exc}")
+            return False
+        except Exception as exc:
+            self.stats.failures += 1
+            self._failures_in_row += 1
+            self._batch = 1
+            self._back_off(f"reconcile failed: {exc}")
+            return False
+        self._succeeded(target == expected)
+        return self._observed(provider) == expected
+
+    def _target(self, provider: object, expected: int) -> int:
+        if self._failures_in_row < SLOW_START_AFTER or not isinstance(provider, ManagedCloudProvider):
+            return expected
+        current = provider.worker_ledger.workers()
+        return min(expected, current + self._batch) if expected > current else expected
+
+    def _succeeded(self, complete: bool) -> None:
+        self.stats.launches += 1
+        if self._failures_in_row >= SLOW_START_AFTER and not complete:
+            self._batch *= 2
+            return
+        self._failures_in_row = 0
+        self._batch = 1
+
+    def _back_off(self, reason: str) -> None:
+        exponent = max(0, self._failures_in_row - 1)
+        delay = min(self.backoff_max, self.backoff_base * 2**exponent)
+        delay *= 0.5 + self._rng.random()  # jitter: 50% to 150%
+        self._not_before = self._clock() + delay
+        logger.warning("%s: %s; next try in %.1f s", self.cluster.name, reason, delay)
+
+    def _observed(self, provider: object) -> int:
+        if isinstance(provider, ManagedCloudProvider):
+            return provider.worker_ledger.workers()
+        numbers = self.cluster.get_worker_numbers()
+        return numbers.initializing + numbers.running
+
+    def _kill_stuck(self, provider: ManagedCloudProvider) -> None:
+        now = self._clock()
+        initializing = {e.handle for e in provider.worker_ledger.active_entries() if e.status == "initializing"}
+        seen = self._first_seen_initializing
+        for handle in list(seen):
+            if handle not in initializing:
+                del seen[handle]
+        for handle in initializing:
+            seen.setdefault(handle, now)
+        if self.init_timeout is None:
+            return
+        stuck = [h for h, since in seen.items() if now - since > self.init_timeout]
+        if stuck:
+            logger.warning("%s: %d worker handle(s) stuck initializing for over %g s; replacing them",
+                           self.cluster.name, len(stuck), self.init_timeout)
+            provider.kill_worker_handles(self.cluster, stuck, self.cluster.verbose)
+            self.stats.stuck_killed += len(stuck)
+            for handle in stuck:
+                del seen[handle]
