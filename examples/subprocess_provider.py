@@ -15,7 +15,7 @@ class SubprocessProvider(ManagedCloudProvider):
         self.server = self._spawn(container)
 
     def stop_docker_server(self, cluster, verbose=0):
-        self.server = self.server and self.server.kill()
+        self.server = self.server and (self.server.kill(), self.server.wait()) and None
 
     def get_server_status(self, cluster, verbose=0):
         return "running" if self.server and self.server.poll() is None else "stopped"

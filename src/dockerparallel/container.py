@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ._validation import check_count
 
@@ -57,6 +57,16 @@ class DockerHardware:
         return self.cpu / 1024
 
 
+def _check_command(command: Any) -> tuple[str, ...]:
+    """Return ``command`` as a tuple of strings, or raise ``TypeError`` naming it."""
+    if isinstance(command, (str, bytes)) or not isinstance(command, Iterable):
+        raise TypeError("command must be a sequence of strings (an argument list)")
+    arguments = tuple(command)
+    if not all(isinstance(a, str) for a in arguments):
+        raise TypeError("command must be a sequence of strings (an argument list)")
+    return arguments
+
+
 @dataclass(frozen=True)
 class DockerContainer:
     """A container to run: image, command and environment.
@@ -82,12 +92,16 @@ class DockerContainer:
     max_workers_per_container: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.image, str) or not self.image:
+        if not isinstance(self.image, str):
+            raise TypeError(f"image must be a non-empty string, got {type(self.image).__name__}")
+        if not self.image:
             raise ValueError(f"image must be a non-empty string, got {self.image!r}")
-        if isinstance(self.command, str) or not all(isinstance(a, str) for a in self.command):
-            raise TypeError("command must be a sequence of strings (an argument list)")
-        object.__setattr__(self, "command", tuple(self.command))
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in dict(self.environment).items()):
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"name must be a string or None, got {type(self.name).__name__}")
+        object.__setattr__(self, "command", _check_command(self.command))
+        if not isinstance(self.environment, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.environment.items()
+        ):
             raise TypeError("environment must map strings to strings")
         object.__setattr__(self, "environment", dict(self.environment))
         object.__setattr__(

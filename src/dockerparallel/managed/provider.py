@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .._errors import PartialLaunchError, ProviderError
+from .._errors import DockerParallelError, PartialLaunchError, ProviderError
 from ..provider import CloudProvider, WorkerStatus
 from .ledger import WorkerLedger
 from .selection import plan_kill
@@ -35,6 +35,13 @@ class ScaleReport:
     def extra(self) -> int:
         """Workers kept above the request because no exact choice of handles existed."""
         return max(0, self.before + self.started - self.killed - self.requested)
+
+
+def _salvage_handles(result: object) -> list[str]:
+    """The string handles in a wrongly typed run result (a set, a generator), so none is lost."""
+    if not isinstance(result, Iterable):
+        return []
+    return [h for h in result if isinstance(h, str) and h]
 
 
 def _log(verbose: int, message: str, *args: Any) -> None:
@@ -152,9 +159,11 @@ class ManagedCloudProvider(CloudProvider):
 
     def add_managed_worker_handles(self, handles: Iterable[str]) -> None:
         """Record worker handles (a handle repeated once per worker it holds)."""
+        if isinstance(handles, str):
+            raise TypeError("handles must be a list of handles, not a single string")
         handles = list(handles)
-        if not all(isinstance(h, str) for h in handles):
-            raise TypeError("handles must be strings")
+        if not all(isinstance(h, str) and h for h in handles):
+            raise TypeError("handles must be non-empty strings")
         with self._managed_lock:
             self.worker_ledger.add(handles)
 
@@ -205,6 +214,11 @@ class ManagedCloudProvider(CloudProvider):
             if gone:
                 _log(verbose, "%d stopped worker handle(s) forgotten", len(gone))
 
+    def kill_worker_handles(self, cluster: DockerCluster, handles: Iterable[str], verbose: int = 0) -> None:
+        """Kill ``handles`` and forget those killed; failed kills are retried at the next refresh."""
+        with self._managed_lock:
+            self._kill(cluster, list(dict.fromkeys(handles)), verbose)
+
     def kill_all_workers(self, cluster: DockerCluster, verbose: int = 0) -> bool:
         """Kill every managed handle; return whether none is left to retry."""
         with self._managed_lock:
@@ -225,12 +239,17 @@ class ManagedCloudProvider(CloudProvider):
     ) -> list[str]:
         """Call :meth:`run_docker_worker_containers`, record what it returns, then check it."""
         method = "run_docker_worker_containers"
-        result = self.run_docker_worker_containers(cluster, container, hardware, worker_number, verbose)
+        result = self._call_primitive(method, cluster, container, hardware, worker_number, verbose)
         if isinstance(result, str):
             self.worker_ledger.add([result])
             raise ProviderError(self, method, "returned a single string, not a list of handles; it is recorded")
         if not isinstance(result, (list, tuple)):
-            raise ProviderError(self, method, f"must return a list of handles, got {type(result).__name__}")
+            salvaged = _salvage_handles(result)
+            self.worker_ledger.add(salvaged)
+            raise ProviderError(
+                self, method, f"must return a list of handles, got {type(result).__name__}; "
+                f"the {len(salvaged)} string handles in it are recorded"
+            )
         handles = [h for h in result if isinstance(h, str) and h]
         self.worker_ledger.add(handles)
         if len(handles) != len(result):
@@ -254,12 +273,12 @@ class ManagedCloudProvider(CloudProvider):
         if not handles:
             return []
         method = "get_docker_worker_status"
-        result = self.get_docker_worker_status(cluster, list(handles), verbose)
+        result = self._call_primitive(method, cluster, list(handles), verbose)
         if not isinstance(result, (list, tuple)) or len(result) != len(handles):
             got = len(result) if isinstance(result, (list, tuple)) else type(result).__name__
             raise ProviderError(self, method, f"must return {len(handles)} statuses, got {got}")
         statuses = [s.value if isinstance(s, WorkerStatus) else s for s in result]
-        unknown = sorted({repr(s) for s in statuses if s not in STATUSES})
+        unknown = sorted({repr(s) for s in statuses if not (isinstance(s, str) and s in STATUSES)})
         if unknown:
             raise ProviderError(
                 self, method, f"returned unknown status {', '.join(unknown)}; "
@@ -272,13 +291,26 @@ class ManagedCloudProvider(CloudProvider):
         if not handles:
             return []
         method = "kill_docker_worker_containers"
-        result = self.kill_docker_worker_containers(cluster, list(handles), verbose)
+        result = self._call_primitive(method, cluster, list(handles), verbose)
         if not isinstance(result, (list, tuple)) or len(result) != len(handles):
             got = len(result) if isinstance(result, (list, tuple)) else type(result).__name__
             raise ProviderError(self, method, f"must return {len(handles)} booleans, got {got}")
         if not all(isinstance(ok, bool) for ok in result):
             raise ProviderError(self, method, "must return booleans (True for a successful kill)")
         return list(result)
+
+    def _call_primitive(self, method: str, *args: Any) -> Any:
+        """Call the primitive ``method``; an unexpected exception becomes a :class:`ProviderError`.
+
+        Errors of dockerparallel itself (:class:`~dockerparallel.ProviderThrottled`, say)
+        pass through unchanged so that callers can retry them.
+        """
+        try:
+            return getattr(self, method)(*args)
+        except DockerParallelError:
+            raise
+        except Exception as exc:
+            raise ProviderError(self, method, f"raised {exc!r}") from exc
 
     # -- steps ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Sequence
 
 from .ledger import LedgerEntry
@@ -91,7 +92,7 @@ def plan_kill(entries: Sequence[LedgerEntry], workers: int) -> KillPlan:
     total = 0
     for key, number in zip(keys, taken):
         if number:
-            newest = sorted(groups[key], key=lambda e: e.seq, reverse=True)[:number]
-            chosen.extend(e.handle for e in newest)
+            newest = sorted(groups[key], key=attrgetter("seq"), reverse=True)[:number]
+            chosen.extend([e.handle for e in newest])
             total += key[1] * number
     return KillPlan(chosen, total, workers)
