@@ -1,0 +1,263 @@
+"""DockerProvider: unit checks, then real Dask clusters on the local Docker Engine.
+
+Tests marked ``docker`` need an engine and the image ``dockerparallel-test:latest``;
+see ``docker_fixtures.py`` for how they skip (or fail under
+``DOCKERPARALLEL_REQUIRE_DOCKER=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import pytest
+
+from dockerparallel import DockerCluster, ServerAddress
+from dockerparallel.backends.dask import DaskWorkerContainer
+from dockerparallel.providers.docker import (
+    LABEL_WORKERS,
+    DockerEngineUnavailable,
+    DockerImageUnavailable,
+    DockerProvider,
+    server_address_from_inspect,
+    worker_status,
+)
+from dockerparallel.testing import check_provider
+
+try:  # tests/providers may or may not be a package; the fixtures are used by name
+    from .docker_fixtures import *  # noqa: F403
+except ImportError:
+    from docker_fixtures import *  # type: ignore[no-redef]  # noqa: F403
+
+SRC = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "src")
+
+
+def python(code: str, **popen: Any) -> subprocess.Popen[str]:
+    """Start ``code`` in a fresh Python process that imports this checkout; its output is piped."""
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(SRC)}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+
+
+def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh Python process; return its exit code and output."""
+    process = python(code)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def worker_counts(client: Any, name: str) -> list[int]:
+    """Workers per running worker container of cluster ``name``, from the Docker API."""
+    return sorted(int(c["Labels"][LABEL_WORKERS]) for c in labelled(client, name, "worker", all=False))
+
+
+# -- without an engine ------------------------------------------------------------------
+
+
+def test_constructor_takes_keywords_only_and_checks_them() -> None:
+    provider = DockerProvider(network_mode="host", base_url=None, host_ip="127.0.0.1")
+    assert (provider.network_mode, provider.base_url, provider.host_ip) == ("host", None, "127.0.0.1")
+    assert DockerProvider(network_mode="bridge").network_mode == "bridge"
+    options = DockerProvider(network_mode="bridge", max_concurrent_calls=3).spec_options()
+    assert DockerProvider.from_spec_options(options, None).spec_options() == options
+    with pytest.raises(TypeError):
+        DockerProvider("host")  # type: ignore[misc]
+    with pytest.raises(ValueError, match="network_mode"):
+        DockerProvider(network_mode="none")
+    with pytest.raises(TypeError, match="host_ip"):
+        DockerProvider(host_ip="")
+    with pytest.raises(ValueError, match="max_concurrent_calls"):
+        DockerProvider(max_concurrent_calls=0)
+
+
+def test_package_and_provider_import_without_the_docker_sdk() -> None:
+    result = run_python("""
+        import sys
+        sys.modules["docker"] = None  # as if the SDK were not installed
+        import dockerparallel
+        from dockerparallel.providers.docker import DockerProvider
+        provider = DockerProvider()
+        try:
+            provider.client
+        except ImportError as exc:
+            print("ImportError:", exc)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'dockerparallel[docker]'" in result.stdout
+
+
+def test_unreachable_engine_says_how_to_start_one(tmp_path: Any) -> None:
+    provider = DockerProvider(base_url=f"unix://{tmp_path}/no-docker.sock")
+    cluster = DockerCluster(provider, dask_container(8786, 8787))
+    with pytest.raises(DockerEngineUnavailable) as caught:
+        cluster.start_cluster()
+    message = str(caught.value)
+    assert "no-docker.sock" in message and "scripts/install-docker.sh" in message and "DOCKER_HOST=" in message
+
+
+@pytest.mark.parametrize(("state", "status"), [
+    ("created", "initializing"), ("restarting", "initializing"), ("paused", "initializing"),
+    ("running", "running"), ("exited", "stopped"), ("dead", "stopped"), ("removing", "stopped"), (None, "stopped"),
+])
+def test_container_state_to_worker_status(state: str | None, status: str) -> None:
+    assert worker_status(state) == status
+
+
+def test_server_address_host_and_bridge() -> None:
+    env = {"Config": {"Env": ["A=1", "DOCKERPARALLEL_SERVER_PORT=9000"]}}
+    host = server_address_from_inspect({**env, "HostConfig": {"NetworkMode": "host"}}, "127.0.0.1")
+    assert host == ServerAddress(None, None, "127.0.0.1", 9000)
+    bridge = {
+        **env, "HostConfig": {"NetworkMode": "bridge"},
+        "NetworkSettings": {"Ports": {"9000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}]},
+                            "Networks": {"bridge": {"IPAddress": "172.17.0.2"}}},
+    }
+    assert server_address_from_inspect(bridge, "127.0.0.1") == ServerAddress("127.0.0.1", 49153, "172.17.0.2", 9000)
+    with pytest.raises(ValueError, match="not published"):
+        server_address_from_inspect({**bridge, "NetworkSettings": {}}, "127.0.0.1")
+
+
+# -- on the engine ----------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_missing_image_error_names_the_image(docker_client: Any, cluster_name: str) -> None:
+    image = "dockerparallel-no-such-image:never"
+    container = DaskWorkerContainer(image=image, host="127.0.0.1", scheduler_port=8786)
+    cluster = DockerCluster(DockerProvider(), container, name=cluster_name)
+    with pytest.raises(DockerImageUnavailable, match=image):
+        cluster.start_cluster(timeout=30)
+    assert labelled(docker_client, cluster_name) == []
+
+
+@pytest.mark.docker
+def test_six_workers_in_three_containers_compute(docker_client: Any, docker_cluster: DockerCluster) -> None:
+    docker_cluster.set_worker_number(6)
+    assert worker_counts(docker_client, docker_cluster.name) == [2, 2, 2]
+    box = docker_client.api.inspect_container(labelled(docker_client, docker_cluster.name, "worker")[0]["Id"])
+    assert box["HostConfig"]["NanoCpus"] == 2 * SMALL.cpu * 10**9 // 1024
+    assert box["HostConfig"]["Memory"] == 2 * SMALL.memory * 2**20
+    assert box["HostConfig"]["NetworkMode"] == "host"
+    with dask_client(docker_cluster) as client:
+        client.wait_for_workers(6, timeout=90)
+        assert sum_of_squares(client, 200) == expected_sum_of_squares(200)
+
+
+@pytest.mark.docker
+def test_status_refresh_is_one_api_call(docker_cluster: DockerCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    docker_cluster.set_worker_number(4)
+    provider: DockerProvider = docker_cluster.provider  # type: ignore[assignment]
+    api = provider.client.api
+    calls: list[str] = []
+    for method in ("containers", "inspect_container"):
+        original = getattr(api, method)
+        monkeypatch.setattr(api, method, lambda *a, _m=method, _f=original, **k: (calls.append(_m), _f(*a, **k))[1])
+    handles = provider.worker_ledger.handles()
+    assert provider.get_docker_worker_status(docker_cluster, handles) == ["running", "running"]
+    assert calls == ["containers"]
+    assert docker_cluster.get_worker_numbers()[:2] == (0, 4)
+    assert calls == ["containers", "containers"]
+
+
+@pytest.mark.docker
+def test_scale_6_10_3_0_counts_containers(docker_client: Any, docker_cluster: DockerCluster) -> None:
+    # every container holds 2 workers: 10 -> 3 may remove at most 7, so 3 containers go and 4 workers stay
+    for asked, containers in ((6, [2, 2, 2]), (10, [2] * 5), (3, [2, 2]), (0, [])):
+        docker_cluster.set_worker_number(asked)
+        assert worker_counts(docker_client, docker_cluster.name) == containers, asked
+        numbers = docker_cluster.get_worker_numbers()
+        assert numbers.initializing + numbers.running == sum(containers)
+        assert len(labelled(docker_client, docker_cluster.name, "worker")) == len(containers)  # kills remove
+    assert len(labelled(docker_client, docker_cluster.name, "server", all=False)) == 1
+
+
+@pytest.mark.docker
+def test_worker_container_killed_from_outside_is_replaced(
+    docker_client: Any, docker_cluster: DockerCluster
+) -> None:
+    docker_cluster.set_worker_number(6)
+    with dask_client(docker_cluster) as client:
+        client.wait_for_workers(6, timeout=90)
+        result = client.submit(sum, client.map(lambda x: (time.sleep(0.2), x * x)[1], range(120)))
+        time.sleep(1.0)
+        victim = labelled(docker_client, docker_cluster.name, "worker", all=False)[0]["Id"]
+        docker_client.api.kill(victim)
+        wait_for(lambda: docker_cluster.update().running == 6 and victim not in
+                 docker_cluster.provider.get_managed_worker_handles(), 60, "the killed container to be replaced")
+        assert worker_counts(docker_client, docker_cluster.name) == [2, 2, 2]
+        assert result.result(timeout=120) == expected_sum_of_squares(120)
+        client.wait_for_workers(6, timeout=90)
+        assert sum_of_squares(client, 50) == expected_sum_of_squares(50)
+
+
+CHILD = """
+    import time
+    from dockerparallel import DockerCluster
+    from dockerparallel.backends.dask import DaskWorkerContainer
+    from dockerparallel.providers.docker import DockerProvider
+
+    class SlowEngine(DockerProvider):  # each container start takes 1 s, as on a slow engine
+        def _start_container(self, *args, **kwargs):
+            container_id = super()._start_container(*args, **kwargs)
+            time.sleep(1.0)
+            return container_id
+
+    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port={port}, dashboard_port={dashboard},
+                                    image="dockerparallel-test:latest", max_workers_per_container=2)
+    cluster = DockerCluster(SlowEngine(max_concurrent_calls=2), container, name="{name}")
+    cluster.start_cluster(timeout=60)
+    print("scaling", flush=True)
+    cluster.set_worker_number(8)
+    print("scaled", flush=True)
+"""
+
+FRESH = """
+    from dockerparallel import DockerCluster
+    from dockerparallel.backends.dask import DaskWorkerContainer
+    from dockerparallel.providers.docker import DockerProvider
+
+    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port={port}, dashboard_port={dashboard},
+                                    image="dockerparallel-test:latest", max_workers_per_container=2)
+    cluster = DockerCluster(DockerProvider(), container, name="{name}")
+    print("exists", cluster.cluster_exists())
+    cluster.reconnect()
+    print("workers", sum(cluster.get_worker_numbers()[:2]))
+    cluster.cleanup(deep=True)
+    cluster.stop_cluster()
+    print("exists", cluster.cluster_exists())
+"""
+
+
+@pytest.mark.docker
+def test_sigkill_mid_scale_up_then_cleanup_from_a_fresh_process(docker_client: Any, cluster_name: str) -> None:
+    fields = {"port": free_port(), "dashboard": free_port(), "name": cluster_name}
+    child = python(CHILD.format(**fields))
+    try:
+        wait_for(lambda: bool(labelled(docker_client, cluster_name, "worker")) or child.poll() is not None,
+                 90, "the first worker container")
+        child.send_signal(signal.SIGKILL)
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert "scaling" in out and "scaled" not in out, err
+    time.sleep(0.5)  # an engine call the dead process had in flight lands now
+    workers = sum(int(c["Labels"][LABEL_WORKERS]) for c in labelled(docker_client, cluster_name, "worker"))
+    assert 0 < workers < 8
+    fresh = run_python(FRESH.format(**fields))
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.split("\n")[:3] == ["exists True", f"workers {workers}", "exists False"], fresh.stdout
+    assert labelled(docker_client, cluster_name) == []
+
+
+@pytest.mark.docker
+def test_conformance_docker(docker_client: Any, dask_worker_container: DaskWorkerContainer) -> None:
+    report = check_provider(lambda: DockerProvider(), dask_worker_container, timeout=90)
+    assert len(report.steps) == 9, str(report)
