@@ -108,7 +108,7 @@ def with_scheduler(label: str, launch: Callable[[DaskWorkerContainer], None]) ->
 
 def run_provider(label: str) -> tuple[float, float]:
     """DockerProvider: ``set_worker_number(16)`` on a started cluster (plain TCP, like the baselines)."""
-    cluster = DockerCluster(DockerProvider(), new_container(), name=label, worker_hardware=HARDWARE,
+    cluster = DockerCluster(DockerProvider(pull=False), new_container(), name=label, worker_hardware=HARDWARE,
                             server_hardware=SERVER, security=False, state=False)
     try:
         cluster.start_cluster(timeout=60)

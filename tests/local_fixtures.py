@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +17,18 @@ from dockerparallel._spec import free_port
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.local import LocalProcessProvider
 from dockerparallel.state import StateStore
+
+
+CLI = [sys.executable, "-m", "dockerparallel"]
+
+
+def run_cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``dockerparallel ARGS`` in a subprocess on the state file ``state``."""
+    env = {**os.environ, "DOCKERPARALLEL_STATE": str(state), "COLUMNS": "200"}
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        pytest.fail(f"dockerparallel {' '.join(args)} failed: {result.stdout}{result.stderr}")
+    return result
 
 
 def live_children() -> list[psutil.Process]:

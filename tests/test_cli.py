@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dockerparallel.state import StateStore
-from tests.local_fixtures import processes_mentioning, wait_for
-
-CLI = [sys.executable, "-m", "dockerparallel"]
-
-
-def run_cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DOCKERPARALLEL_STATE": str(state), "COLUMNS": "200"}
-    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        pytest.fail(f"dockerparallel {' '.join(args)} failed: {result.stdout}{result.stderr}")
-    return result
+from tests.local_fixtures import processes_mentioning, run_cli, wait_for
 
 
 @pytest.fixture

@@ -58,13 +58,30 @@ def _load(store: StateStore, name: str) -> DockerCluster:
 
 
 def _provider_options(provider: str, region: str | None, subnet: list[str], security_group: list[str],
-                      network: str | None) -> dict[str, Any]:
+                      network: str | None, pull: bool) -> dict[str, Any]:
     if provider == "ecs":
         return {k: v for k, v in {"region": region, "subnets": subnet or None,
                                   "security_groups": security_group or None}.items() if v}
-    if provider == "docker" and network:
-        return {"network_mode": network}
+    if provider == "docker":
+        return {"pull": pull, **({"network_mode": network} if network else {})}
     return {}
+
+
+def _start(cluster: DockerCluster, store: StateStore, workers: int, timeout: float, wait: bool) -> None:
+    """Start ``cluster``; if that fails, remove what was started and the record, then re-raise."""
+    try:
+        with err_console.status(f"starting the server of {cluster.name}"):
+            cluster.start_cluster(timeout=timeout)
+        if wait:
+            wait_with_progress(cluster, workers, timeout, err_console)
+    except BaseException:
+        err_console.print(f"start of {cluster.name} failed; removing what was started", highlight=False)
+        try:
+            cluster.stop_cluster()
+            cluster.cleanup(deep=True)
+        finally:
+            store.delete_cluster(cluster.name)
+        raise
 
 
 @app.command()
@@ -81,6 +98,7 @@ def up(
     port: int = typer.Option(0, help="Scheduler port (0: a free one on local/docker, 8786 elsewhere)."),
     dashboard_port: int = typer.Option(0, help="Dashboard port (0: a free one on local/docker, 8787 elsewhere)."),
     network: Optional[str] = typer.Option(None, help="Docker network mode (host, bridge)."),
+    pull: bool = typer.Option(True, help="Pull a missing image (docker)."),
     region: Optional[str] = typer.Option(None, help="AWS region (ecs)."),
     subnet: list[str] = typer.Option([], help="Subnet id, repeatable (ecs)."),
     security_group: list[str] = typer.Option([], help="Security group id, repeatable (ecs)."),
@@ -94,13 +112,11 @@ def up(
     spec = ClusterSpec.for_provider(
         name or DockerCluster.new_name(), provider, image=image, workers_per_container=workers_per_container,
         cpu=cpu, memory=memory, host=host, scheduler_port=port or None, dashboard_port=dashboard_port or None,
-        expected=workers, provider_options=_provider_options(provider, region, subnet, security_group, network),
+        expected=workers,
+        provider_options=_provider_options(provider, region, subnet, security_group, network, pull),
     )
     cluster = spec.build(store)
-    with err_console.status(f"starting the server of {spec.name}"):
-        cluster.start_cluster(timeout=timeout)
-    if wait:
-        wait_with_progress(cluster, workers, timeout, err_console)
+    _start(cluster, store, workers, timeout, wait)
     console.print(f"cluster [bold]{spec.name}[/bold] is up with {workers} worker(s)")
     console.print(f"  scheduler: {cluster.scheduler_address}")
     console.print(f"  dashboard: {cluster.dashboard_link}")

@@ -175,7 +175,7 @@ def dask_worker_container(docker_client: Any) -> Iterator[DaskWorkerContainer]:
 @pytest.fixture
 def docker_cluster(cluster_name: str, dask_worker_container: DaskWorkerContainer) -> Iterator[DockerCluster]:
     """A started Dask cluster (scheduler only, TLS as by default) on a :class:`DockerProvider`."""
-    cluster = DockerCluster(DockerProvider(), dask_worker_container, name=cluster_name, worker_hardware=SMALL)
+    cluster = DockerCluster(DockerProvider(pull=False), dask_worker_container, name=cluster_name, worker_hardware=SMALL)
     try:
         cluster.start_cluster(timeout=60)
         yield cluster

@@ -132,7 +132,7 @@ def test_server_address_host_and_bridge() -> None:
 def test_missing_image_error_names_the_image(docker_client: Any, cluster_name: str) -> None:
     image = "dockerparallel-no-such-image:never"
     container = DaskWorkerContainer(image=image, host="127.0.0.1", scheduler_port=8786)
-    cluster = DockerCluster(DockerProvider(), container, name=cluster_name)
+    cluster = DockerCluster(DockerProvider(pull=False), container, name=cluster_name)  # no registry traffic
     with pytest.raises(DockerImageUnavailable, match=image):
         cluster.start_cluster(timeout=30)
     assert labelled(docker_client, cluster_name) == []
@@ -226,7 +226,7 @@ FRESH = """
 
     container = DaskWorkerContainer(host="127.0.0.1", scheduler_port={port}, dashboard_port={dashboard},
                                     image="dockerparallel-test:latest", max_workers_per_container=2)
-    cluster = DockerCluster(DockerProvider(), container, name="{name}")
+    cluster = DockerCluster(DockerProvider(pull=False), container, name="{name}")
     print("exists", cluster.cluster_exists())
     cluster.reconnect()
     print("workers", sum(cluster.get_worker_numbers()[:2]))
@@ -259,5 +259,23 @@ def test_sigkill_mid_scale_up_then_cleanup_from_a_fresh_process(docker_client: A
 
 @pytest.mark.docker
 def test_conformance_docker(docker_client: Any, dask_worker_container: DaskWorkerContainer) -> None:
-    report = check_provider(lambda: DockerProvider(), dask_worker_container, timeout=90)
+    report = check_provider(lambda: DockerProvider(pull=False), dask_worker_container, timeout=90)
     assert len(report.steps) == 9, str(report)
+
+
+@pytest.mark.docker
+def test_cli_up_status_scale_down_on_docker(docker_client: Any, cluster_name: str, tmp_path: Any) -> None:
+    from tests.local_fixtures import run_cli
+
+    state = tmp_path / "state.sqlite3"
+    out = run_cli(state, "up", "--provider", "docker", "--image", "dockerparallel-test:latest", "--no-pull",
+                  "-n", "4", "-k", "2", "--memory", "512", "--name", cluster_name).stdout
+    assert f"cluster {cluster_name} is up with 4 worker(s)" in out and "tls://127.0.0.1:" in out
+    try:
+        assert worker_counts(docker_client, cluster_name) == [2, 2]
+        assert "│ 4 " in run_cli(state, "status", cluster_name).stdout
+        run_cli(state, "scale", cluster_name, "2")
+        assert worker_counts(docker_client, cluster_name) == [2]
+    finally:
+        run_cli(state, "down", cluster_name)
+    assert labelled(docker_client, cluster_name) == []

@@ -226,6 +226,7 @@ class DockerProvider(ManagedCloudProvider):
         host_ip: str = "127.0.0.1",
         max_concurrent_calls: int = 8,
         timeout: int = 120,
+        pull: bool = True,
     ) -> None:
         if network_mode is None:
             network_mode = "host" if sys.platform.startswith("linux") else "bridge"
@@ -239,6 +240,9 @@ class DockerProvider(ManagedCloudProvider):
         self.host_ip = host_ip
         self.max_concurrent_calls = check_count(max_concurrent_calls, "max_concurrent_calls", minimum=1, maximum=64)
         self.timeout = check_count(timeout, "timeout", minimum=1, maximum=3600)
+        if not isinstance(pull, bool):
+            raise TypeError(f"pull must be True or False, got {pull!r}")
+        self.pull = pull
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
         self._cpus: float | None = None
@@ -256,7 +260,7 @@ class DockerProvider(ManagedCloudProvider):
     def spec_options(self) -> dict[str, Any]:
         """The constructor options (no secret among them), to rebuild this provider elsewhere."""
         return {"network_mode": self.network_mode, "base_url": self.base_url, "host_ip": self.host_ip,
-                "max_concurrent_calls": self.max_concurrent_calls, "timeout": self.timeout}
+                "max_concurrent_calls": self.max_concurrent_calls, "timeout": self.timeout, "pull": self.pull}
 
     # -- the engine -------------------------------------------------------------------
 
@@ -324,6 +328,11 @@ class DockerProvider(ManagedCloudProvider):
         try:
             api.inspect_image(image)
         except docker.errors.ImageNotFound:
+            if not self.pull:
+                raise DockerImageUnavailable(
+                    f"image {image!r} is not on the Docker Engine and pulling is off (pull=False); "
+                    f"build or load it first (for the test image: bash scripts/build-test-image.sh)"
+                ) from None
             logger.info("image %s is not on the engine; pulling it", image)
             repository, tag = parse_repository_tag(image)
             try:
