@@ -146,7 +146,8 @@ def status(name: Optional[str] = typer.Argument(None, help="Cluster name (all wh
     """Show clusters: server state and worker numbers."""
     store = StateStore()
     names = [name] if name else [r.name for r in store.list_clusters()]
-    table = Table("name", "provider", "server", "expected", "running", "initializing", "scheduler")
+    table = Table("name", "provider", "server", "expected", "running", "initializing")
+    table.add_column("scheduler", overflow="fold")
     for cluster_name in names:
         cluster = _load(store, cluster_name)
         server = cluster.server_status()
