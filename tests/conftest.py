@@ -11,6 +11,23 @@ from dockerparallel.testing import FakeCloud, FakeCloudProvider
 
 from ._helpers import ManualClock, make_cluster, started_cluster, worker_container
 
+#: Lines that tests add (through the ``summary_lines`` fixture) for the end of the test report.
+SUMMARY_LINES: list[str] = []
+
+
+@pytest.fixture
+def summary_lines() -> list[str]:
+    """Append lines here to have them printed in the terminal summary (with or without ``-s``)."""
+    return SUMMARY_LINES
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what the tests put in :data:`SUMMARY_LINES`."""
+    if SUMMARY_LINES:
+        terminalreporter.write_sep("-", "dockerparallel test summary")
+        for line in SUMMARY_LINES:
+            terminalreporter.write_line(line)
+
 
 @pytest.fixture(autouse=True)
 def private_state_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

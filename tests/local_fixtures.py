@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -74,7 +75,8 @@ def dask_container() -> DaskWorkerContainer:
 
 @pytest.fixture
 def local_cluster(store: StateStore, dask_container: DaskWorkerContainer) -> Iterator[DockerCluster]:
-    cluster = DockerCluster(LocalProcessProvider(store, grace_period=3.0), dask_container, name="localtest")
+    name = f"localtest-{uuid.uuid4().hex[:8]}"
+    cluster = DockerCluster(LocalProcessProvider(store, grace_period=3.0), dask_container, name=name, state=store)
     yield cluster
     cluster.stop_cluster()
     cluster.cleanup(deep=True)

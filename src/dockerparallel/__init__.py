@@ -12,7 +12,7 @@ from ._errors import (
 )
 from .cluster import DockerCluster
 from .container import DockerContainer, DockerHardware
-from .managed import ManagedCloudProvider, ScaleReport
+from .managed import ManagedCloudProvider, ProviderCapabilities, ScaleReport
 from .provider import CloudProvider, ServerAddress, WorkerNumbers, WorkerStatus
 
 try:
@@ -30,6 +30,7 @@ __all__ = [
     "DockerParallelError",
     "ManagedCloudProvider",
     "PartialLaunchError",
+    "ProviderCapabilities",
     "ProviderError",
     "ProviderThrottled",
     "ScaleReport",

@@ -1,9 +1,11 @@
 """The desired-state controller: a background loop that drives the worker count to the expected one.
 
-Each cycle refreshes the statuses (one call), kills workers stuck in
-``initializing`` past a timeout, and starts or kills workers. Launch failures
-back off exponentially with jitter; after repeated failures, launches go in
-slow-start batches (1, 2, 4, ... workers, as the Kubernetes ReplicaSet
+Each cycle starts or kills workers towards the expected number (refreshing
+the statuses first, in one call), then kills the workers stuck in
+``initializing`` past a timeout and replaces them at once. Failures and
+throttling back off exponentially with jitter, never beyond ``backoff_max``;
+after repeated failures, a cycle launches in slow-start batches (1, 2, 4, ...
+workers, stopping at the first failure, as the Kubernetes ReplicaSet
 controller does) instead of flooding the provider. Throttling is retried,
 never fatal.
 """
@@ -52,7 +54,9 @@ class Controller:
     init_timeout : float, optional
         Kill and replace workers initializing longer than this (seconds).
     backoff_base, backoff_max : float
-        First and largest wait after a failed launch (seconds).
+        The wait after a failed or throttled cycle doubles from about
+        ``backoff_base`` with each one in a row, never beyond ``backoff_max``
+        (seconds); the jitter draws it between half the step and the step.
     seed : int, optional
         Seed of the jitter.
     clock : callable
@@ -66,6 +70,9 @@ class Controller:
             raise ValueError(f"heal_interval must be positive, got {interval!r}")
         if init_timeout is not None and not init_timeout > 0:
             raise ValueError(f"init_timeout must be positive or None, got {init_timeout!r}")
+        if not 0 < backoff_base <= backoff_max:
+            raise ValueError(f"backoff_base and backoff_max must satisfy 0 < base <= max, "
+                             f"got {backoff_base!r} and {backoff_max!r}")
         self.cluster = cluster
         self.interval = float(interval)
         self.init_timeout = init_timeout
@@ -74,8 +81,8 @@ class Controller:
         self.stats = ControllerStats()
         self._rng = random.Random(seed)
         self._clock = clock
-        self._failures_in_row = 0
-        self._batch = 1
+        self._failures_in_row = 0  # failed cycles in a row (throttling excluded): slow start
+        self._errors_in_row = 0  # failed or throttled cycles in a row: the backoff's exponent
         self._not_before = 0.0
         self._first_seen_initializing: dict[str, float] = {}
         self._stop = threading.Event()
@@ -110,17 +117,22 @@ class Controller:
     # -- one cycle -----------------------------------------------------------------------
 
     def reconcile(self) -> bool:
-        """One cycle; return whether the expected number of workers exists afterwards."""
+        """One cycle; return whether the expected number of workers exists afterwards.
+
+        Nothing is done while a backoff lasts or the server does not run.
+        Provider errors and throttling are counted and backed off, never raised.
+        """
         self.stats.cycles += 1
-        if self._clock() < self._not_before or not self.cluster.is_server_running():
+        if self._clock() < self._not_before:
             return False
         provider = self.cluster.provider
-        if isinstance(provider, ManagedCloudProvider):
-            self._kill_stuck(provider)
-        expected = self.cluster.expected_workers
-        target = self._target(provider, expected)
+        managed = provider if isinstance(provider, ManagedCloudProvider) else None
         try:
-            self.cluster.apply_worker_number(target)
+            if not self.cluster.is_server_running():
+                return False
+            self._drive(managed)
+            if managed is not None and self._kill_stuck(managed):
+                self._drive(managed)
         except ProviderThrottled as exc:
             self.stats.throttled += 1
             self._back_off(f"throttled: {exc}")
@@ -128,30 +140,38 @@ class Controller:
         except Exception as exc:
             self.stats.failures += 1
             self._failures_in_row += 1
-            self._batch = 1
             self._back_off(f"reconcile failed: {exc}")
             return False
-        self._succeeded(target == expected)
-        return self._observed(provider) == expected
-
-    def _target(self, provider: object, expected: int) -> int:
-        if self._failures_in_row < SLOW_START_AFTER or not isinstance(provider, ManagedCloudProvider):
-            return expected
-        current = provider.worker_ledger.workers()
-        return min(expected, current + self._batch) if expected > current else expected
-
-    def _succeeded(self, complete: bool) -> None:
         self.stats.launches += 1
-        if self._failures_in_row >= SLOW_START_AFTER and not complete:
-            self._batch *= 2
-            return
-        self._failures_in_row = 0
-        self._batch = 1
+        self._failures_in_row = self._errors_in_row = 0
+        return self._observed(provider) == self.cluster.expected_workers
+
+    def _drive(self, provider: ManagedCloudProvider | None) -> None:
+        """Apply the expected number, in slow-start batches after repeated failures."""
+        expected = self.cluster.expected_workers
+        if provider is None or self._failures_in_row < SLOW_START_AFTER:
+            self.cluster.apply_worker_number(expected)
+        else:
+            self._slow_start(provider, expected)
+        if provider is not None:
+            self._note_initializing(provider)
+
+    def _slow_start(self, provider: ManagedCloudProvider, expected: int) -> None:
+        """Launch 1, 2, 4, ... workers until ``expected`` exist; a failure ends the cycle."""
+        provider.refresh_workers(self.cluster, self.cluster.verbose)
+        batch = 1
+        while True:
+            current = provider.worker_ledger.workers()
+            target = min(expected, current + batch) if expected > current else expected
+            self.cluster.apply_worker_number(target)
+            if target == expected:
+                return
+            batch *= 2
 
     def _back_off(self, reason: str) -> None:
-        exponent = max(0, self._failures_in_row - 1)
-        delay = min(self.backoff_max, self.backoff_base * 2**exponent)
-        delay *= 0.5 + self._rng.random()  # jitter: 50% to 150%
+        self._errors_in_row += 1
+        step = min(self.backoff_max, self.backoff_base * 2.0 ** min(self._errors_in_row - 1, 64))
+        delay = step * (0.5 + 0.5 * self._rng.random())  # jitter: half the step to the whole step
         self._not_before = self._clock() + delay
         logger.warning("%s: %s; next try in %.1f s", self.cluster.name, reason, delay)
 
@@ -161,7 +181,8 @@ class Controller:
         numbers = self.cluster.get_worker_numbers()
         return numbers.initializing + numbers.running
 
-    def _kill_stuck(self, provider: ManagedCloudProvider) -> None:
+    def _note_initializing(self, provider: ManagedCloudProvider) -> None:
+        """Remember since when each handle is initializing (as the fresh statuses say)."""
         now = self._clock()
         initializing = {e.handle for e in provider.worker_ledger.active_entries() if e.status == "initializing"}
         seen = self._first_seen_initializing
@@ -170,13 +191,18 @@ class Controller:
                 del seen[handle]
         for handle in initializing:
             seen.setdefault(handle, now)
+
+    def _kill_stuck(self, provider: ManagedCloudProvider) -> int:
+        """Kill the handles initializing for over ``init_timeout``; return how many."""
         if self.init_timeout is None:
-            return
-        stuck = [h for h, since in seen.items() if now - since > self.init_timeout]
+            return 0
+        now = self._clock()
+        stuck = [h for h, since in self._first_seen_initializing.items() if now - since > self.init_timeout]
         if stuck:
             logger.warning("%s: %d worker handle(s) stuck initializing for over %g s; replacing them",
                            self.cluster.name, len(stuck), self.init_timeout)
             provider.kill_worker_handles(self.cluster, stuck, self.cluster.verbose)
             self.stats.stuck_killed += len(stuck)
             for handle in stuck:
-                del seen[handle]
+                del self._first_seen_initializing[handle]
+        return len(stuck)

@@ -74,7 +74,12 @@ def test_adapt_grows_under_load_and_shrinks_when_idle(local_cluster: DockerClust
             time.sleep(0.1)
         assert sorted(client.gather(futures)) == list(range(60))  # no task lost
         assert peak > 1
-        wait_for(lambda: local_cluster.get_worker_numbers() == (0, 1, 1), timeout=90)
+        try:
+            wait_for(lambda: local_cluster.get_worker_numbers() == (0, 1, 1), timeout=90)
+        except BaseException:
+            workers = {a: w.get("name") for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+            pytest.fail(f"no shrink: {local_cluster.get_worker_numbers()}, history {adaptive.history}, "
+                        f"dask workers {workers}, ledger {list(local_cluster.provider.worker_ledger)}")
         assert kept.result(timeout=30) == "kept"  # results moved before the containers went away
         assert max(target for _, target in adaptive.history) > 1
     local_cluster.stop_cluster()

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from dockerparallel import (
-    DockerCluster, DockerContainer, PartialLaunchError, ProviderError, ProviderThrottled, ScaleReport, WorkerStatus,
+    DockerCluster, DockerContainer, PartialLaunchError, ProviderCapabilities, ProviderError, ProviderThrottled,
+    ScaleReport, WorkerStatus,
 )
 from dockerparallel.testing import FakeCloud, FakeCloudError, FakeCloudProvider
 
@@ -184,9 +185,16 @@ def test_failed_kill_retried_by_update(started: DockerCluster, provider: FakeClo
 # -- partial launches and faults ------------------------------------------------------------------
 
 
-def test_partial_launch_recorded_then_topped_up_by_update(started: DockerCluster,
-                                                          provider: FakeCloudProvider) -> None:
-    provider.max_containers_per_call = 1
+class UndeclaredLimit(FakeCloudProvider):
+    """Starts at most ``max_containers_per_call`` containers per call but does not declare it."""
+
+    def launch_capabilities(self, container: Any, hardware: Any) -> ProviderCapabilities:
+        return ProviderCapabilities()
+
+
+def test_partial_launch_recorded_then_topped_up_by_update() -> None:
+    provider = UndeclaredLimit(max_containers_per_call=1)
+    started = started_cluster(provider)
     with pytest.raises(PartialLaunchError) as excinfo:
         started.set_worker_number(10)
     error = excinfo.value

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from dockerparallel import DockerCluster, ProviderThrottled
+from dockerparallel.state import StateStore
 from dockerparallel.testing import FakeCloud, FakeCloudError, FakeCloudProvider
 
 from .._helpers import CLUSTER_NAME, ManualClock, container_sizes, started_cluster
@@ -138,3 +140,40 @@ def test_repr_counts_live_containers(started: DockerCluster, provider: FakeCloud
 def test_unknown_options_are_rejected() -> None:
     with pytest.raises(TypeError, match="boot_delays"):
         FakeCloudProvider(boot_delays=1.0)  # type: ignore[call-arg]
+
+
+def test_spec_options_rebuild_a_provider_on_the_same_cloud(provider: FakeCloudProvider, cloud: FakeCloud) -> None:
+    provider.max_containers_per_call, provider.latency = 3, 0.5
+    options = provider.spec_options()
+    again = FakeCloudProvider.from_spec_options(options, None)
+    assert again.cloud is cloud and again.spec_options() == options
+    assert FakeCloud.find(cloud.id) is cloud
+    with pytest.raises(ValueError, match="no FakeCloud"):
+        FakeCloudProvider.from_spec_options({**options, "cloud": "fakecloud-0"}, None)
+
+
+def test_reconnect_by_name_finds_the_cloud(tmp_path: Path, cloud: FakeCloud) -> None:
+    store = StateStore(tmp_path / "state.sqlite3")
+    cluster = started_cluster(FakeCloudProvider(cloud, workers_per_container=2), worker_number=5, state=store)
+    again = DockerCluster.reconnect(cluster.name, state=store)
+    assert isinstance(again.provider, FakeCloudProvider) and again.provider.cloud is cloud
+    assert again.provider.workers_per_container == 2
+    assert again.get_worker_numbers() == (0, 5, 5)
+    again.stop_cluster()
+    assert cloud.live() == []
+
+
+def test_injected_faults_and_run_sizes_are_counted(started: DockerCluster, provider: FakeCloudProvider,
+                                                   clock: ManualClock) -> None:
+    provider.stuck_rate = provider.kill_failure_rate = 1.0
+    handles = run(provider, started, 6)
+    clock.advance(1e9)
+    assert {provider.cloud.state(h) for h in handles} == {"initializing"}
+    provider.kill_docker_worker_containers(started, sorted(set(handles)))
+    provider.throttle_rate = 1.0
+    with pytest.raises(ProviderThrottled):
+        run(provider, started, 1)
+    assert provider.injected == {"stuck": 2, "kill_failure": 2, "throttle": 1}
+    assert provider.run_sizes == [6, 1] and provider.peak_concurrent_runs == 1
+    provider.faults_off()
+    assert provider.stuck_rate == provider.kill_failure_rate == provider.throttle_rate == 0.0

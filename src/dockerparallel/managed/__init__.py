@@ -1,5 +1,6 @@
 """Worker management on three provider primitives (run, status, kill)."""
 
+from .capabilities import ProviderCapabilities
 from .ledger import LedgerEntry, WorkerLedger
 from .provider import ManagedCloudProvider, ScaleReport
 from .selection import KillPlan, bounded_subset_sum, plan_kill
@@ -8,6 +9,7 @@ __all__ = [
     "KillPlan",
     "LedgerEntry",
     "ManagedCloudProvider",
+    "ProviderCapabilities",
     "ScaleReport",
     "WorkerLedger",
     "bounded_subset_sum",

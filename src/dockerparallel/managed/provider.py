@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
 
 from .._errors import DockerParallelError, PartialLaunchError, ProviderError
 from ..provider import CloudProvider, WorkerStatus
+from .capabilities import ProviderCapabilities
 from .ledger import WorkerLedger
 from .selection import plan_kill
 
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("dockerparallel.managed")
 
 STATUSES = frozenset(s.value for s in WorkerStatus)
+RUN = "run_docker_worker_containers"
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,30 @@ class ScaleReport:
     def extra(self) -> int:
         """Workers kept above the request because no exact choice of handles existed."""
         return max(0, self.before + self.started - self.killed - self.requested)
+
+
+@dataclass
+class _LaunchOutcome:
+    """What the run calls of one launch did, gathered as each call completes."""
+
+    asked: int
+    started: int = 0
+    short: bool = False
+    errors: list[Exception] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.short or bool(self.errors)
+
+    def settle(self, provider: object) -> int:
+        """The workers started; raise the first error, or :class:`PartialLaunchError` if only some started."""
+        if self.errors:
+            for later in self.errors[1:]:
+                logger.warning("%s: another run call of the same launch failed too: %s", type(provider).__name__, later)
+            raise self.errors[0]
+        if self.short or self.started < self.asked:
+            raise PartialLaunchError(provider, RUN, self.asked, self.started)
+        return self.started
 
 
 def _salvage_handles(result: object) -> list[str]:
@@ -62,7 +91,14 @@ class ManagedCloudProvider(CloudProvider):
     Everything a subclass returns is checked; a broken contract raises
     :class:`~dockerparallel.ProviderError` naming the class and method, after
     every handle it did return has been recorded.
+
+    A provider declares its launch limits in :attr:`capabilities` (or per
+    container, by overriding :meth:`launch_capabilities`): a large scale-up
+    is then split into run calls that fit, run concurrently where allowed.
     """
+
+    #: The launch limits of the run primitive (default: one call at a time, no size limit).
+    capabilities: ClassVar[ProviderCapabilities] = ProviderCapabilities()
 
     # -- the three primitives -------------------------------------------------
 
@@ -85,6 +121,13 @@ class ManagedCloudProvider(CloudProvider):
             appears once per worker. Pack at most
             ``container.max_workers_per_container`` workers per container and
             run ``container.for_workers(k, hardware)`` for a container of ``k``.
+
+        Notes
+        -----
+        With ``max_concurrent_calls > 1`` in the provider's capabilities,
+        several calls run at once in worker threads: the method must be
+        thread-safe and must not call back into the managed layer (such as
+        :meth:`add_managed_worker_handles`); its result is recorded for it.
         """
 
     @abc.abstractmethod
@@ -112,6 +155,14 @@ class ManagedCloudProvider(CloudProvider):
             Whether each kill succeeded. An unknown or already dead handle is
             success (``True``); never raise for one.
         """
+
+    def launch_capabilities(self, container: DockerContainer, hardware: DockerHardware) -> ProviderCapabilities:
+        """The launch limits for workers of ``container`` on ``hardware``.
+
+        Returns :attr:`capabilities`; override when the limits depend on the
+        container (a limit counted in containers per call, say).
+        """
+        return self.capabilities
 
     # -- optional, derived from the status --------------------------------------
 
@@ -238,8 +289,12 @@ class ManagedCloudProvider(CloudProvider):
         verbose: int = 0,
     ) -> list[str]:
         """Call :meth:`run_docker_worker_containers`, record what it returns, then check it."""
-        method = "run_docker_worker_containers"
-        result = self._call_primitive(method, cluster, container, hardware, worker_number, verbose)
+        result = self._call_primitive(RUN, cluster, container, hardware, worker_number, verbose)
+        return self._record_run(result, worker_number)
+
+    def _record_run(self, result: object, worker_number: int) -> list[str]:
+        """Record the handles in a run call's ``result``, then check it against ``worker_number``."""
+        method = RUN
         if isinstance(result, str):
             self.worker_ledger.add([result])
             raise ProviderError(self, method, "returned a single string, not a list of handles; it is recorded")
@@ -318,8 +373,54 @@ class ManagedCloudProvider(CloudProvider):
         self, cluster: DockerCluster, container: DockerContainer, hardware: DockerHardware,
         number: int, verbose: int,
     ) -> int:
-        _log(verbose, "starting %d worker(s)", number)
-        return len(self.checked_run(cluster, container, hardware, number, verbose))
+        capabilities = self.launch_capabilities(container, hardware)
+        if not isinstance(capabilities, ProviderCapabilities):
+            raise ProviderError(self, "launch_capabilities",
+                                f"must return a ProviderCapabilities, got {type(capabilities).__name__}")
+        sizes = capabilities.batch_sizes(number)
+        _log(verbose, "starting %d worker(s) in %d run call(s)", number, len(sizes))
+        if len(sizes) == 1:
+            return len(self.checked_run(cluster, container, hardware, number, verbose))
+        threads = min(capabilities.max_concurrent_calls, len(sizes))
+        with ThreadPoolExecutor(threads, thread_name_prefix="dockerparallel-run") as pool:
+            futures = {pool.submit(self._call_primitive, RUN, cluster, container, hardware, size, verbose): size
+                       for size in sizes}
+            return self._gather_launch(futures, number)
+
+    def _gather_launch(self, futures: dict[Future[Any], int], number: int) -> int:
+        """Record each run call's handles as it completes, in this thread; then settle the launch.
+
+        After a failed call, the calls not yet started are cancelled. If this
+        thread is interrupted, the calls already running are still waited for
+        and recorded, so that no returned handle is lost.
+        """
+        outcome = _LaunchOutcome(number)
+        pending = dict(futures)
+        try:
+            for future in as_completed(futures):
+                self._record_call(future, pending.pop(future), outcome)
+                if outcome.failed:
+                    for waiting in pending:
+                        waiting.cancel()
+        finally:  # pending is empty unless this thread is being interrupted
+            for future in pending:
+                future.cancel()
+            wait_futures(pending)
+            for future, size in pending.items():
+                with contextlib.suppress(BaseException):  # the interruption propagates, not this
+                    self._record_call(future, size, outcome)
+        return outcome.settle(self)
+
+    def _record_call(self, future: Future[Any], size: int, outcome: _LaunchOutcome) -> None:
+        if future.cancelled():
+            return
+        try:
+            outcome.started += len(self._record_run(future.result(), size))
+        except PartialLaunchError as exc:
+            outcome.started += exc.got
+            outcome.short = True
+        except Exception as exc:
+            outcome.errors.append(exc)
 
     def _shrink(self, cluster: DockerCluster, excess: int, verbose: int) -> int:
         plan = plan_kill(self.worker_ledger.active_entries(), excess)

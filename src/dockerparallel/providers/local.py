@@ -40,6 +40,8 @@ _HOST = "127.0.0.1"
 ENV_CLUSTER = "DOCKERPARALLEL_CLUSTER"
 ENV_ROLE = "DOCKERPARALLEL_ROLE"
 ENV_WORKERS = "DOCKERPARALLEL_WORKERS"
+#: Clusters of the same name in different state stores are different clusters.
+ENV_STORE = "DOCKERPARALLEL_STORE"
 
 
 def _handle(proc: psutil.Process) -> str:
@@ -57,8 +59,8 @@ def _resolve(command: list[str]) -> list[str]:
     return [program, *command[1:]]
 
 
-def labelled_processes(cluster: str) -> dict[str, tuple[str, int]]:
-    """Handle -> (role, workers) of every process group leader labelled with ``cluster``.
+def labelled_processes(cluster: str, store: StateStore | None = None) -> dict[str, tuple[str, int]]:
+    """Handle -> (role, workers) of every process group leader labelled with ``cluster`` (in ``store``, if given).
 
     The label is the environment each process is started with, so this finds
     processes that were started but not yet recorded when their parent died.
@@ -69,7 +71,8 @@ def labelled_processes(cluster: str) -> dict[str, tuple[str, int]]:
             if os.getpgid(proc.pid) != proc.pid:
                 continue
             env = proc.environ()
-            if env.get(ENV_CLUSTER) == cluster and proc.status() != psutil.STATUS_ZOMBIE:
+            mine = env.get(ENV_CLUSTER) == cluster and (store is None or env.get(ENV_STORE) == str(store.path))
+            if mine and proc.status() != psutil.STATUS_ZOMBIE:
                 found[_handle(proc)] = (env.get(ENV_ROLE, "worker"), int(env.get(ENV_WORKERS, "1")))
         except (psutil.Error, OSError, ValueError):
             continue
@@ -126,7 +129,7 @@ class LocalProcessProvider(ManagedCloudProvider):
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{role}-{time.time_ns()}.log"
         env = {**os.environ, **container.environment, ENV_CLUSTER: cluster.name, ENV_ROLE: role,
-               ENV_WORKERS: str(workers)}
+               ENV_WORKERS: str(workers), ENV_STORE: str(self.store.path)}
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
                 _resolve(list(container.command)), env=env, stdin=subprocess.DEVNULL, stdout=log,
@@ -216,7 +219,7 @@ class LocalProcessProvider(ManagedCloudProvider):
         """Adopt the worker processes that still run: recorded ones and any labelled with the cluster."""
         known = set(self.worker_ledger.handles())
         found = {r.handle: r.count for r in self.store.resources(cluster.name, "worker")}
-        found.update({h: n for h, (role, n) in labelled_processes(cluster.name).items() if role == "worker"})
+        found.update({h: n for h, (role, n) in labelled_processes(cluster.name, self.store).items() if role == "worker"})
         for handle, count in found.items():
             if handle not in known and self._alive(handle):
                 self.add_managed_worker_handles([handle] * count)
@@ -225,7 +228,7 @@ class LocalProcessProvider(ManagedCloudProvider):
         """With ``deep``, kill every process recorded or labelled with the cluster, and forget them."""
         if deep:
             records = [r.handle for r in self.store.resources(cluster.name)]
-            self._terminate(records + list(labelled_processes(cluster.name)))
+            self._terminate(records + list(labelled_processes(cluster.name, self.store)))
             self.store.delete_resources(cluster.name, records)
             self.worker_ledger.remove(self.worker_ledger.handles())
 

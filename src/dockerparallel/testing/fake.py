@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 import random
 import threading
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .._errors import ProviderThrottled
-from ..managed import ManagedCloudProvider
+from ..managed import ManagedCloudProvider, ProviderCapabilities
 from ..provider import ServerAddress
 
 if TYPE_CHECKING:
@@ -37,6 +40,11 @@ class FakeContainer:
     environment: dict[str, str] = field(default_factory=dict, repr=False)
 
 
+#: Every live FakeCloud of this process by id, so that a provider rebuilt from its spec finds its cloud.
+_CLOUDS: weakref.WeakValueDictionary[str, FakeCloud] = weakref.WeakValueDictionary()
+_CLOUD_IDS = itertools.count(1)
+
+
 class FakeCloud:
     """An in-memory container service, shared by any number of provider objects.
 
@@ -45,6 +53,13 @@ class FakeCloud:
     clock : callable
         Returns the current time in seconds (default :func:`time.monotonic`);
         tests may pass a manual clock.
+
+    Attributes
+    ----------
+    id : str
+        Names the cloud in this process: a provider rebuilt from its
+        ``spec_options`` (as ``DockerCluster.reconnect(name)`` does) attaches
+        to the cloud with this id, see :meth:`find`.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -52,6 +67,25 @@ class FakeCloud:
         self.containers: dict[str, FakeContainer] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.id = f"fakecloud-{next(_CLOUD_IDS)}"
+        _CLOUDS[self.id] = self
+
+    def __repr__(self) -> str:
+        return f"<FakeCloud {self.id} containers={len(self.containers)}>"
+
+    @staticmethod
+    def find(cloud_id: str) -> FakeCloud:
+        """The cloud named ``cloud_id`` in this process.
+
+        Raises
+        ------
+        ValueError
+            When no such cloud exists (any more) in this process.
+        """
+        cloud = _CLOUDS.get(cloud_id)
+        if cloud is None:
+            raise ValueError(f"cloud: no FakeCloud {cloud_id!r} in this process (a fake cloud lives in memory)")
+        return cloud
 
     def start(self, cluster: str, role: str, workers: int, boot_delay: float,
               environment: dict[str, str] | None = None) -> FakeContainer:
@@ -77,8 +111,10 @@ class FakeCloud:
 
     def live(self, cluster: str | None = None, role: str | None = None) -> list[FakeContainer]:
         """Containers not stopped, optionally of one cluster and role."""
+        with self._lock:
+            boxes = list(self.containers.values())
         return [
-            b for b in list(self.containers.values())
+            b for b in boxes
             if not b.stopped and (cluster is None or b.cluster == cluster) and (role is None or b.role == role)
         ]
 
@@ -95,10 +131,20 @@ class FakeCloud:
         return [b.id for b in victims]
 
 
+#: The knobs that :meth:`FakeCloudProvider.spec_options` records (with the cloud's id).
+_SPEC_KNOBS = (
+    "workers_per_container", "latency", "boot_delay", "failure_rate", "partial_launch_rate", "death_rate",
+    "throttle_rate", "kill_failure_rate", "stuck_rate", "max_containers_per_call", "max_concurrent_calls", "seed",
+)
+
+
 class FakeCloudProvider(ManagedCloudProvider):
     """A :class:`ManagedCloudProvider` on a :class:`FakeCloud`, with knobs for faults.
 
-    Every knob is a plain attribute and may change between calls.
+    Every knob is a plain attribute and may change between calls. The
+    provider is safe to call from several threads at once; its launch limits
+    (:meth:`launch_capabilities`) follow ``max_containers_per_call`` and
+    ``max_concurrent_calls``.
 
     Parameters
     ----------
@@ -121,10 +167,28 @@ class FakeCloudProvider(ManagedCloudProvider):
         Probability that a call raises :class:`~dockerparallel.ProviderThrottled`.
     kill_failure_rate : float
         Probability that the kill of one handle fails (returns ``False``).
+    stuck_rate : float
+        Probability that a started worker container never finishes booting.
     max_containers_per_call : int, optional
-        Most containers one run call starts (more is a partial launch).
+        Most containers one run call starts. Declared in the capabilities,
+        so the managed layer splits launches to fit; a direct call asking
+        for more starts fewer (a partial launch).
+    max_concurrent_calls : int
+        Most run calls in flight at once (declared too); one more is throttled.
     seed : int, optional
         Seed of the random faults.
+
+    Attributes
+    ----------
+    calls : collections.Counter
+        Calls made, by method name.
+    injected : collections.Counter
+        Faults injected, by kind: ``"failure"``, ``"throttle"``,
+        ``"partial_launch"``, ``"death"``, ``"kill_failure"``, ``"stuck"``.
+    run_sizes : list of int
+        The ``worker_number`` of each run call, in order.
+    peak_concurrent_runs : int
+        Most run calls that were in flight at once.
     """
 
     def __init__(
@@ -139,7 +203,9 @@ class FakeCloudProvider(ManagedCloudProvider):
         death_rate: float = 0.0,
         throttle_rate: float = 0.0,
         kill_failure_rate: float = 0.0,
+        stuck_rate: float = 0.0,
         max_containers_per_call: int | None = None,
+        max_concurrent_calls: int = 1,
         seed: int | None = None,
     ) -> None:
         self.cloud = cloud if cloud is not None else FakeCloud()
@@ -151,38 +217,81 @@ class FakeCloudProvider(ManagedCloudProvider):
         self.death_rate = death_rate
         self.throttle_rate = throttle_rate
         self.kill_failure_rate = kill_failure_rate
+        self.stuck_rate = stuck_rate
         self.max_containers_per_call = max_containers_per_call
+        self.max_concurrent_calls = max_concurrent_calls
+        self.seed = seed
         self.rng = random.Random(seed)
         self.calls: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
+        self.run_sizes: list[int] = []
+        self.peak_concurrent_runs = 0
+        self._runs_in_flight = 0
+        self._lock = threading.Lock()
         self._server_id: str | None = None
 
     def __repr__(self) -> str:
         return f"<FakeCloudProvider live_containers={len(self.cloud.live())}>"
 
+    def spec_options(self) -> dict[str, Any]:
+        """The knobs and the cloud's id: :meth:`from_spec_options` attaches to the same cloud."""
+        return {"cloud": self.cloud.id, **{knob: getattr(self, knob) for knob in _SPEC_KNOBS}}
+
+    @classmethod
+    def from_spec_options(cls, options: dict[str, Any], store: Any) -> FakeCloudProvider:
+        """A new provider on the cloud named in ``options`` (see :meth:`FakeCloud.find`)."""
+        options = dict(options)
+        cloud_id = options.pop("cloud", None)
+        return cls(FakeCloud.find(cloud_id) if cloud_id is not None else None, **options)
+
+    def launch_capabilities(self, container: DockerContainer, hardware: DockerHardware) -> ProviderCapabilities:
+        """``max_containers_per_call`` full containers per call, ``max_concurrent_calls`` calls at once."""
+        per_call = None
+        if self.max_containers_per_call is not None:
+            per_call = self.max_containers_per_call * self._per_container(container)
+        return ProviderCapabilities(per_call, self.max_concurrent_calls)
+
     def faults_off(self) -> None:
         """Turn every fault knob off."""
         self.failure_rate = self.partial_launch_rate = self.death_rate = 0.0
-        self.throttle_rate = self.kill_failure_rate = 0.0
+        self.throttle_rate = self.kill_failure_rate = self.stuck_rate = 0.0
+
+    def _chance(self, rate: float, fault: str) -> bool:
+        """Draw whether the fault ``fault`` happens now (with probability ``rate``), counting it."""
+        if not rate:
+            return False
+        with self._lock:
+            happens = self.rng.random() < rate
+            if happens:
+                self.injected[fault] += 1
+            return happens
 
     def _enter(self, method: str) -> None:
-        self.calls[method] += 1
+        with self._lock:
+            self.calls[method] += 1
         if self.latency:
             time.sleep(self.latency)
-        if self.throttle_rate and self.rng.random() < self.throttle_rate:
+        if self._chance(self.throttle_rate, "throttle"):
             raise ProviderThrottled(f"FakeCloudProvider.{method}: rate exceeded (injected)")
-        if self.failure_rate and self.rng.random() < self.failure_rate:
+        if self._chance(self.failure_rate, "failure"):
             raise FakeCloudError(f"FakeCloudProvider.{method}: injected failure")
+
+    def _per_container(self, container: DockerContainer) -> int:
+        per = container.max_workers_per_container
+        return min(per, self.workers_per_container) if self.workers_per_container else per
 
     # -- server -------------------------------------------------------------
 
     def run_docker_server(self, cluster: DockerCluster, container: DockerContainer,
                           hardware: DockerHardware, verbose: int = 0) -> None:
-        self.calls["run_docker_server"] += 1
+        with self._lock:
+            self.calls["run_docker_server"] += 1
         box = self.cloud.start(cluster.name, "server", 0, self.boot_delay, dict(container.environment))
         self._server_id = box.id
 
     def stop_docker_server(self, cluster: DockerCluster, verbose: int = 0) -> None:
-        self.calls["stop_docker_server"] += 1
+        with self._lock:
+            self.calls["stop_docker_server"] += 1
         for box in self.cloud.live(cluster.name, "server"):
             self.cloud.stop(box.id)
         self._server_id = None
@@ -216,28 +325,46 @@ class FakeCloudProvider(ManagedCloudProvider):
     def run_docker_worker_containers(self, cluster: DockerCluster, container: DockerContainer,
                                      hardware: DockerHardware, worker_number: int,
                                      verbose: int = 0) -> list[str]:
-        self._enter("run_docker_worker_containers")
-        per = container.max_workers_per_container
-        if self.workers_per_container:
-            per = min(per, self.workers_per_container)
-        sizes = [min(per, worker_number - i) for i in range(0, worker_number, per)]
-        if self.max_containers_per_call is not None:
-            sizes = sizes[: self.max_containers_per_call]
-        if sizes and self.partial_launch_rate and self.rng.random() < self.partial_launch_rate:
-            sizes = sizes[: self.rng.randrange(len(sizes))]
-        handles: list[str] = []
-        for size in sizes:
-            box = self.cloud.start(cluster.name, "worker", size, self.boot_delay,
-                                   dict(container.for_workers(size, hardware).environment))
-            handles.extend([box.id] * size)
-        return handles
+        with self._run_slot(worker_number):
+            self._enter("run_docker_worker_containers")
+            per = self._per_container(container)
+            sizes = [min(per, worker_number - i) for i in range(0, worker_number, per)]
+            if self.max_containers_per_call is not None:
+                sizes = sizes[: self.max_containers_per_call]
+            if sizes and self._chance(self.partial_launch_rate, "partial_launch"):
+                with self._lock:
+                    sizes = sizes[: self.rng.randrange(len(sizes))]
+            handles: list[str] = []
+            for size in sizes:
+                boot = math.inf if self._chance(self.stuck_rate, "stuck") else self.boot_delay
+                box = self.cloud.start(cluster.name, "worker", size, boot,
+                                       dict(container.for_workers(size, hardware).environment))
+                handles.extend([box.id] * size)
+            return handles
+
+    @contextlib.contextmanager
+    def _run_slot(self, worker_number: int) -> Iterator[None]:
+        """Count a run call in flight; one over ``max_concurrent_calls`` is throttled, as a cloud would."""
+        with self._lock:
+            self.run_sizes.append(worker_number)
+            self._runs_in_flight += 1
+            self.peak_concurrent_runs = max(self.peak_concurrent_runs, self._runs_in_flight)
+            over = self._runs_in_flight > self.max_concurrent_calls
+        try:
+            if over:
+                raise ProviderThrottled(f"FakeCloudProvider.run_docker_worker_containers: more than "
+                                        f"{self.max_concurrent_calls} concurrent call(s)")
+            yield
+        finally:
+            with self._lock:
+                self._runs_in_flight -= 1
 
     def get_docker_worker_status(self, cluster: DockerCluster, worker_handles: list[str],
                                  verbose: int = 0) -> list[str]:
         self._enter("get_docker_worker_status")
         if self.death_rate:
             for box in self.cloud.live(cluster.name, "worker"):
-                if self.rng.random() < self.death_rate:
+                if self._chance(self.death_rate, "death"):
                     self.cloud.stop(box.id)
         return [self.cloud.state(h) for h in worker_handles]
 
@@ -246,7 +373,7 @@ class FakeCloudProvider(ManagedCloudProvider):
         self._enter("kill_docker_worker_containers")
         results = []
         for handle in worker_handles:
-            if self.kill_failure_rate and self.rng.random() < self.kill_failure_rate:
+            if self._chance(self.kill_failure_rate, "kill_failure"):
                 results.append(False)
                 continue
             self.cloud.stop(handle)
