@@ -68,7 +68,26 @@ def cluster_to_dict(cluster: DockerCluster) -> dict[str, Any]:
 
 
 def cluster_from_dict(name: str, data: dict[str, Any], store: StateStore) -> DockerCluster:
-    """A new :class:`DockerCluster` object (on a new provider object) for the recorded cluster."""
+    """A new :class:`DockerCluster` object (on a new provider object) for the recorded cluster.
+
+    Raises
+    ------
+    StateStoreError
+        When the record is incomplete or names what cannot be rebuilt; the
+        message names the state file and the cluster.
+    """
+    from .state import StateStoreError
+
+    try:
+        return _cluster_from_dict(name, data, store)
+    except (KeyError, TypeError, ValueError, AttributeError, ModuleNotFoundError) as exc:
+        detail = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise StateStoreError(
+            f"state file {store.path}: the record of cluster {name!r} cannot be rebuilt: {detail}"
+        ) from exc
+
+
+def _cluster_from_dict(name: str, data: dict[str, Any], store: StateStore) -> DockerCluster:
     from .backends.dask import security_from_dict
     from .cluster import DockerCluster
 

@@ -24,6 +24,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _free_port_on(host: str) -> int:
+    """:func:`free_port`, with a ``ValueError`` naming ``host`` when nothing can listen there."""
+    try:
+        return free_port(host)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ValueError(f"host: cannot listen on {host!r} on this machine ({reason})") from None
+
+
 @dataclass
 class ClusterSpec:
     """What the CLI options say about a cluster; :meth:`build` makes it."""
@@ -51,16 +60,18 @@ class ClusterSpec:
         if provider in HOST_NETWORK_PROVIDERS:
             host = fields.get("host") or "127.0.0.1"
             fields["host"] = host
+            _free_port_on(host)  # the host must be an address of this machine, even with both ports given
             for port in ("scheduler_port", "dashboard_port"):
                 if not fields.get(port):
-                    fields[port] = free_port(host)
+                    fields[port] = _free_port_on(host)
         return cls(name=name, provider=provider, **{k: v for k, v in fields.items() if v is not None})
 
     def container(self) -> DaskWorkerContainer:
         """The worker container."""
         return DaskWorkerContainer(
-            image=self.image or default_image(), host=self.host, scheduler_port=self.scheduler_port,
-            dashboard_port=self.dashboard_port, max_workers_per_container=self.workers_per_container,
+            image=default_image() if self.image is None else self.image, host=self.host,
+            scheduler_port=self.scheduler_port, dashboard_port=self.dashboard_port,
+            max_workers_per_container=self.workers_per_container,
         )
 
     def build(self, store: StateStore) -> DockerCluster:

@@ -14,7 +14,7 @@ from typing import Any
 #: Upper bound on a worker number; anything above is a typo, not a cluster.
 MAX_WORKERS = 100_000
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 def check_count(value: Any, name: str, *, minimum: int = 0, maximum: int = MAX_WORKERS) -> int:
@@ -46,7 +46,7 @@ def check_name(value: Any, name: str = "name") -> str:
     """Return a cluster name: 1-63 letters, digits, ``_ . -``, starting alphanumeric."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, got {type(value).__name__}")
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise ValueError(
             f"{name} must be 1-63 characters of letters, digits, '_', '.' or '-', "
             f"starting with a letter or digit; got {value!r}"

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,6 +34,23 @@ CREATE TABLE IF NOT EXISTS resources (
     PRIMARY KEY (cluster, handle));
 """
 
+#: The columns of each table, in order, as the schema creates them.
+_COLUMNS = {
+    "clusters": ["name", "provider", "spec", "created", "updated"],
+    "resources": ["cluster", "handle", "role", "count", "data", "created"],
+}
+
+#: Seconds a process waits for another one that holds the file.
+_BUSY_TIMEOUT = 30.0
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` says another connection holds the database."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is None:
+        return "locked" in str(exc)
+    return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
 
 class StateStoreError(DockerParallelError):
     """The state file cannot be read or written."""
@@ -41,11 +58,14 @@ class StateStoreError(DockerParallelError):
 
 @dataclass(frozen=True)
 class ClusterRecord:
-    """A cluster as recorded: its provider name and spec."""
+    """A cluster as recorded: its provider name and spec.
+
+    The spec holds the cluster's TLS private keys, so it is left out of ``repr``.
+    """
 
     name: str
     provider: str
-    spec: dict[str, Any]
+    spec: dict[str, Any] = field(repr=False)
     created: float
     updated: float
 
@@ -80,6 +100,8 @@ class StateStore:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         self.path = Path(path) if path is not None else default_state_path()
         self._ready = False
 
@@ -92,23 +114,73 @@ class StateStore:
         return self.path.parent / "logs"
 
     def _create_file(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        os.close(fd)
-        os.chmod(self.path, 0o600)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            raise StateStoreError(f"cannot create state file {self.path}: {exc.strerror or exc}") from exc
+
+    def _decode(self, text: str, what: str) -> dict[str, Any]:
+        """JSON ``text`` read from the file, or a :class:`StateStoreError` naming the file."""
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise StateStoreError(f"state file {self.path} is corrupt: {what} is not JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise StateStoreError(f"state file {self.path} is corrupt: {what} is not a JSON object")
+        return value
+
+    def _cluster(self, row: tuple[Any, ...]) -> ClusterRecord:
+        spec = self._decode(row[2], f"the spec of cluster {row[0]!r}")
+        return ClusterRecord(row[0], row[1], spec, row[3], row[4])
+
+    def _resource(self, row: tuple[Any, ...]) -> ResourceRecord:
+        data = self._decode(row[4], f"the data of resource {row[1]!r} of cluster {row[0]!r}")
+        return ResourceRecord(row[0], row[1], row[2], row[3], data, row[5])
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """Refuse (and leave untouched) a database whose tables are not those of a state file."""
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            columns = [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
+            if _COLUMNS.get(table) != columns:
+                raise StateStoreError(
+                    f"state file {self.path} is not a dockerparallel state file "
+                    f"(unexpected table {table!r}); point {ENV_STATE} elsewhere or move the file away"
+                )
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Check the schema, switch to WAL and create the tables.
+
+        Switching a new file to WAL fails at once (no busy wait) while another
+        process does the same, so the switch is retried until the busy timeout.
+        """
+        deadline = time.monotonic() + _BUSY_TIMEOUT
+        while True:
+            try:
+                self._check_schema(conn)
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         if not self._ready:
             self._create_file()
         try:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
         except sqlite3.Error as exc:
             raise StateStoreError(f"cannot open state file {self.path}: {exc}") from exc
         try:
             if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
+                self._prepare(conn)
                 self._ready = True
             conn.execute("BEGIN IMMEDIATE")
             yield conn
@@ -136,13 +208,13 @@ class StateStore:
         """The record of cluster ``name``, or ``None``."""
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM clusters WHERE name = ?", (name,)).fetchone()
-        return None if row is None else ClusterRecord(row[0], row[1], json.loads(row[2]), row[3], row[4])
+        return None if row is None else self._cluster(row)
 
     def list_clusters(self) -> list[ClusterRecord]:
         """Every recorded cluster, oldest first."""
         with self._connect() as conn:
             rows = conn.execute("SELECT * FROM clusters ORDER BY created").fetchall()
-        return [ClusterRecord(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+        return [self._cluster(r) for r in rows]
 
     def delete_cluster(self, name: str) -> None:
         """Forget cluster ``name`` and its resources."""
@@ -175,7 +247,7 @@ class StateStore:
         args: tuple[str, ...] = (cluster, role) if role else (cluster,)
         with self._connect() as conn:
             rows = conn.execute(query + " ORDER BY created", args).fetchall()
-        return [ResourceRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+        return [self._resource(r) for r in rows]
 
     def delete_resources(self, cluster: str, handles: list[str]) -> None:
         """Forget resources of ``cluster``; unknown handles are ignored."""

@@ -61,6 +61,8 @@ def test_client_of_cluster_object(local_cluster: DockerCluster) -> None:
 
 
 def test_adapt_grows_under_load_and_shrinks_when_idle(local_cluster: DockerCluster) -> None:
+    # one worker per container, so that every number down to the minimum can be reached exactly
+    local_cluster.worker_container = local_cluster.worker_container.replace(max_workers_per_container=1)
     local_cluster.start_cluster(timeout=60)
     adaptive = local_cluster.adapt(minimum=1, maximum=4, interval=0.3, wait_count=2)
     with local_cluster.get_client() as client:

@@ -116,11 +116,19 @@ class DaskWorkerContainer(DockerContainer):
             object.__setattr__(self, port, check_count(getattr(self, port), port, minimum=1, maximum=65535))
         if self.host is not None and not isinstance(self.host, str):
             raise TypeError(f"host must be a string or None, got {type(self.host).__name__}")
+        timeout = check_count(self.death_timeout, "death_timeout", minimum=1, maximum=10**9)
+        object.__setattr__(self, "death_timeout", timeout)
         if self.protocol not in ("tcp", "tls"):
             raise ValueError(f"protocol must be 'tcp' or 'tls', got {self.protocol!r}")
 
     def with_security(self, security: Security) -> DaskWorkerContainer:
         """A copy that speaks TLS with the certificates of ``security``."""
+        from distributed import Security
+
+        if not isinstance(security, Security):
+            raise TypeError(
+                f"security must be True, False or a distributed.Security, got {type(security).__name__}"
+            )
         return self.replace(  # type: ignore[return-value]
             protocol="tls", environment={**self.environment, **security_environment(security)}
         )
