@@ -337,9 +337,6 @@ def test_no_secret_shows_in_the_cli_output(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 @pytest.mark.moto
-@pytest.mark.xfail(strict=True, raises=SecretLeak, reason=(
-    "cli.py: -vv sets the root logger to DEBUG (logging.basicConfig), so botocore logs every request's "
-    "headers (AWS_SESSION_TOKEN, the access key id) and body (run_task overrides holding the TLS private keys)"))
 def test_no_secret_shows_in_the_cli_output_on_ecs(aws_env: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
                                                   tmp_path: Path) -> None:
     cli_environment(monkeypatch)

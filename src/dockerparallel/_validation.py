@@ -57,3 +57,20 @@ def check_name(value: Any, name: str = "name") -> str:
 def check_verbose(value: Any) -> int:
     """Return a verbose level (0, 1 or 2)."""
     return check_count(value, "verbose", maximum=2)
+
+
+def check_seconds(value: Any, name: str, *, allow_zero: bool = True) -> float:
+    """Return a finite, non-negative duration in seconds (positive unless ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r}")
+    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a finite, {bound} number of seconds, got {value!r}")
+    return float(value)
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """Return ``value`` if it is a bool, else raise ``TypeError`` naming it."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value

@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from ._validation import check_seconds
+
 
 def wait_until(
     condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.25
 ) -> None:
     """Call ``condition`` until it is true; raise ``TimeoutError`` after ``timeout`` seconds."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__} {timeout!r}")
-    if not 0 <= timeout < float("inf"):
-        raise ValueError(f"timeout must be a finite, non-negative number of seconds, got {timeout!r}")
+    timeout = check_seconds(timeout, "timeout")
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() >= deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import time
 from typing import Any, Callable, Optional, TypeVar
 
@@ -14,6 +15,7 @@ from rich.table import Table
 from . import _demo
 from ._progress import wait_with_progress
 from ._errors import DockerParallelError
+from ._validation import check_count
 from ._spec import ClusterSpec
 from .cluster import DockerCluster
 from .providers import PROVIDERS, provider_label
@@ -24,7 +26,7 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 _EXPECTED_ERRORS = (DockerParallelError, ValueError, TypeError, TimeoutError, ImportError, OSError, KeyError)
 
@@ -47,8 +49,10 @@ def _one_line_errors(func: F) -> F:
 @app.callback()
 def _root(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More output (-v, -vv).")) -> None:
     """Run Dask clusters on container services without Kubernetes."""
+    # Only our own loggers get louder: a cloud SDK's debug log carries request headers and bodies.
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dockerparallel").setLevel(level)
 
 
 def _load(store: StateStore, name: str) -> DockerCluster:
@@ -197,9 +201,26 @@ def demo(
     tasks: int = typer.Option(64, help="Tasks of the computation."),
 ) -> None:
     """Start a local cluster, compute pi by Monte Carlo on it while scaling, and stop it."""
+    check_count(workers, "workers", minimum=1, maximum=64)
+    check_count(tasks, "tasks", minimum=1, maximum=100_000)
     _demo.run(console, err_console, workers=workers, tasks=tasks)
 
 
-def main() -> None:
-    """Entry point of the console script."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: usage errors are one line too."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        app(args=args)  # prints the help
+        return
+    try:
+        status = app(args=args, standalone_mode=False)
+    except typer.Abort:
+        err_console.print("aborted")
+        raise SystemExit(130) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.TyperException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err_console.print(f"[red]error:[/red] {message}", highlight=False)
+        raise SystemExit(getattr(exc, "exit_code", 2)) from None
+    raise SystemExit(status if isinstance(status, int) else 0)

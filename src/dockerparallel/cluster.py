@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from distributed.core import Status
 
-from ._errors import ClusterStateError
-from ._validation import check_count, check_name, check_verbose
+from ._errors import ClusterStateError, ProviderError
+from ._validation import check_count, check_flag, check_name, check_seconds, check_verbose
 from ._wait import wait_until
 from .backends.dask import new_security
 from .container import DockerContainer, DockerHardware
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .backends.dask import Adaptive
 
 logger = logging.getLogger("dockerparallel.cluster")
+
+_SERVER_STATUSES = frozenset({"initializing", "running", "stopped"})
 
 #: Handle and role of the record written before each launch and removed after it.
 INTENT = "intent"
@@ -180,6 +182,7 @@ class DockerCluster:
         self._address: ServerAddress | None = None
         self._lock = threading.RLock()
         self.store = _check_state(state)
+        check_flag(auto_heal, "auto_heal")
         self.controller = Controller(self, heal_interval, init_timeout) if auto_heal else None
         #: What the last ``DockerCluster.reconnect(name)`` found.
         self.last_reconnect: ReconnectReport | None = None
@@ -226,7 +229,12 @@ class DockerCluster:
 
     def server_status(self) -> str:
         """The server's status: ``"initializing"``, ``"running"`` or ``"stopped"``."""
-        return str(self.provider.get_server_status(self, self.verbose))
+        status = self.provider.get_server_status(self, self.verbose)
+        status = getattr(status, "value", status)
+        if status not in _SERVER_STATUSES:
+            raise ProviderError(self.provider, "get_server_status",
+                                f"returned {status!r}; expected 'initializing', 'running' or 'stopped'")
+        return str(status)
 
     def is_server_running(self) -> bool:
         """Whether the server runs."""
@@ -247,13 +255,19 @@ class DockerCluster:
         """Where the server listens (cached until the server restarts)."""
         with self._lock:
             if self._address is None:
-                self._address = ServerAddress.coerce(self.provider.get_docker_server_ip(self, self.verbose))
+                answer = self.provider.get_docker_server_ip(self, self.verbose)
+                try:
+                    self._address = ServerAddress.coerce(answer)
+                except (TypeError, KeyError, ValueError) as exc:
+                    raise ProviderError(self.provider, "get_docker_server_ip",
+                                        f"returned {type(answer).__name__}, not a ServerAddress ({exc})") from None
             return self._address
 
     # -- cluster ------------------------------------------------------------------
 
     def start_cluster(self, timeout: float = 300.0) -> None:
         """Prepare the provider, start the server, wait for it, then start the expected workers."""
+        check_seconds(timeout, "timeout")
         with self._lock:
             self.provider.initialize_cloud_provider(self, self.verbose)
             self.save_record()
@@ -357,6 +371,7 @@ class DockerCluster:
 
     def cleanup(self, deep: bool = False) -> None:
         """Release what the provider holds; ``deep=True`` removes everything labelled with the name."""
+        check_flag(deep, "deep")
         self.provider.cleanup_docker_cluster(self, deep=deep, verbose=self.verbose)
 
     # -- workers --------------------------------------------------------------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ._errors import ProviderThrottled
+from ._validation import check_seconds
 from .managed import ManagedCloudProvider
 
 if TYPE_CHECKING:
@@ -66,11 +67,12 @@ class Controller:
     def __init__(self, cluster: DockerCluster, interval: float = 5.0, init_timeout: float | None = None,
                  backoff_base: float = 1.0, backoff_max: float = 60.0, seed: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if not interval > 0:
-            raise ValueError(f"heal_interval must be positive, got {interval!r}")
-        if init_timeout is not None and not init_timeout > 0:
-            raise ValueError(f"init_timeout must be positive or None, got {init_timeout!r}")
-        if not 0 < backoff_base <= backoff_max:
+        interval = check_seconds(interval, "heal_interval", allow_zero=False)
+        if init_timeout is not None:
+            init_timeout = check_seconds(init_timeout, "init_timeout", allow_zero=False)
+        check_seconds(backoff_base, "backoff_base", allow_zero=False)
+        check_seconds(backoff_max, "backoff_max", allow_zero=False)
+        if not backoff_base <= backoff_max:
             raise ValueError(f"backoff_base and backoff_max must satisfy 0 < base <= max, "
                              f"got {backoff_base!r} and {backoff_max!r}")
         self.cluster = cluster

@@ -8,6 +8,7 @@ only by the provider that uses them.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from ..provider import CloudProvider
@@ -44,10 +45,17 @@ def provider_label(provider: object) -> str:
 def make_provider(name: str, **options: Any) -> CloudProvider:
     """Create the provider registered as ``name`` with ``options``."""
     cls = provider_class(name)
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ValueError(f"unknown option for provider {name!r}: {exc}") from exc
+    unknown = sorted(set(options) - _parameters(cls))
+    if unknown:
+        raise ValueError(f"unknown option for provider {name!r}: {', '.join(unknown)}")
+    return cls(**options)
+
+
+def _parameters(cls: type) -> set[str]:
+    params = inspect.signature(cls.__init__).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return {p.name for p in params} | {"*"}
+    return {p.name for p in params if p.name != "self"}
 
 
 __all__ = ["PROVIDERS", "make_provider", "provider_class", "provider_label"]

@@ -23,7 +23,7 @@ import sys
 
 import psutil
 
-from .._validation import check_count
+from .._validation import check_count, check_seconds
 from ..container import ENV_SERVER_PORT
 from ..managed import ManagedCloudProvider
 from ..provider import ServerAddress
@@ -106,8 +106,10 @@ class LocalProcessProvider(ManagedCloudProvider):
     tls_by_default = False
 
     def __init__(self, store: StateStore | None = None, grace_period: float = 5.0) -> None:
+        if store is not None and not isinstance(store, StateStore):
+            raise TypeError(f"store must be a StateStore or None, got {type(store).__name__}")
         self.store = store if store is not None else StateStore()
-        self.grace_period = float(grace_period)
+        self.grace_period = check_seconds(grace_period, "grace_period")
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def __repr__(self) -> str:
