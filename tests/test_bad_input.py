@@ -222,7 +222,7 @@ STORE_CALLS: dict[str, Callable[[StateStore], object]] = {
     "list_clusters": lambda s: s.list_clusters(),
     "delete_cluster": lambda s: s.delete_cluster("a"),
     "put_resource": lambda s: s.put_resource("a", "h", "worker", 1, {}),
-    "upsert_resource": lambda s: s.upsert_resource("a", "h", "worker", 1),
+    "upsert_resources": lambda s: s.upsert_resources("a", "worker", [("h", 1)]),
     "resources": lambda s: s.resources("a"),
     "delete_resources": lambda s: s.delete_resources("a", ["h"]),
     "DockerCluster.reconnect": lambda s: DockerCluster.reconnect("a", state=s),

@@ -51,8 +51,7 @@ def test_clusters_round_trip(store: StateStore) -> None:
 def test_resources_round_trip(store: StateStore) -> None:
     store.put_resource("a", "h1", "server", 1, {"pid": 1, "port": "8786"})
     store.put_resource("a", "h2", "worker", 4, {"pid": 2})
-    store.upsert_resource("a", "h2", "worker", 3)  # keeps the data, changes the count
-    store.upsert_resource("a", "h3", "worker", 1)
+    store.upsert_resources("a", "worker", [("h2", 3), ("h3", 1)])  # h2 keeps its data, gets the count
     store.put_resource("b", "h1", "worker", 2, {})  # the same handle in another cluster is another row
     rows = store.resources("a")
     assert [(r.handle, r.role, r.count, r.data) for r in rows] == [

@@ -497,7 +497,6 @@ class DockerCluster:
     def _record_ledger_change(self, event: str, entries: Sequence[LedgerEntry]) -> None:
         assert self.store is not None
         if event == "add":
-            for entry in entries:
-                self.store.upsert_resource(self.name, entry.handle, "worker", entry.count)
+            self.store.upsert_resources(self.name, "worker", [(e.handle, e.count) for e in entries])
         elif event == "remove":
             self.store.delete_resources(self.name, [e.handle for e in entries])

@@ -232,13 +232,14 @@ class StateStore:
                 (cluster, handle, role, count, json.dumps(data), time.time()),
             )
 
-    def upsert_resource(self, cluster: str, handle: str, role: str, count: int) -> None:
-        """Record a resource, or update its count and keep its data."""
+    def upsert_resources(self, cluster: str, role: str, counts: list[tuple[str, int]]) -> None:
+        """Record resources ``(handle, count)`` in one transaction; a known one keeps its data and gets the count."""
+        now = time.time()
         with self._connect() as conn:
-            conn.execute(
+            conn.executemany(
                 "INSERT INTO resources VALUES (?, ?, ?, ?, '{}', ?) "
                 "ON CONFLICT(cluster, handle) DO UPDATE SET count=excluded.count",
-                (cluster, handle, role, count, time.time()),
+                [(cluster, handle, role, count, now) for handle, count in counts],
             )
 
     def resources(self, cluster: str, role: str | None = None) -> list[ResourceRecord]:
