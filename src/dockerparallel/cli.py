@@ -32,18 +32,28 @@ _EXPECTED_ERRORS = (DockerParallelError, ValueError, TypeError, TimeoutError, Im
 
 
 def _one_line_errors(func: F) -> F:
-    """Turn an expected error into one line on stderr and exit status 1."""
+    """Turn an error into one line on stderr and exit status 1 (the traceback goes to the -vv log)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except _EXPECTED_ERRORS as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            err_console.print(f"[red]error:[/red] {message}", highlight=False)
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            logging.getLogger("dockerparallel.cli").debug("%s failed", func.__name__, exc_info=True)
+            err_console.print(f"[red]error:[/red] {_describe(exc)}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, _EXPECTED_ERRORS):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc} (run with -vv for the details)"
 
 
 @app.callback()

@@ -259,6 +259,13 @@ def _error_code(exc: BaseException) -> str:
     return ""
 
 
+def _already_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says the resource does not exist (any AWS service's wording)."""
+    code = _error_code(exc)
+    return "NotFound" in code or code in ("NoSuchEntity", "ResourceNotFoundException") or (
+        bool(code) and "does not exist" in str(exc))
+
+
 def _error_kind(exc: BaseException) -> str | None:
     """``"credentials"``, ``"throttle"``, ``"transient"`` or ``None`` (not worth a retry)."""
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
@@ -1181,6 +1188,9 @@ class ECSFargateProvider(ManagedCloudProvider):
                 remove()
                 logger.debug("cleanup: removed %s", what)
             except Exception as exc:
+                if _already_gone(exc):  # removed meanwhile, by another process say
+                    logger.debug("cleanup: %s was already gone", what)
+                    continue
                 logger.warning("cleanup: could not remove %s: %s", what, exc)
                 left.append(f"{what} ({exc})")
         return left
