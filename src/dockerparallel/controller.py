@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ._errors import ProviderThrottled
+from ._loop import BackgroundLoop
 from ._validation import check_seconds
 from .managed import ManagedCloudProvider
 
@@ -43,7 +43,7 @@ class ControllerStats:
     stuck_killed: int = 0
 
 
-class Controller:
+class Controller(BackgroundLoop):
     """Reconciles a cluster's observed workers with its expected number.
 
     Parameters
@@ -75,6 +75,7 @@ class Controller:
         if not backoff_base <= backoff_max:
             raise ValueError(f"backoff_base and backoff_max must satisfy 0 < base <= max, "
                              f"got {backoff_base!r} and {backoff_max!r}")
+        super().__init__(f"controller-{cluster.name}")
         self.cluster = cluster
         self.interval = float(interval)
         self.init_timeout = init_timeout
@@ -87,34 +88,13 @@ class Controller:
         self._errors_in_row = 0  # failed or throttled cycles in a row: the backoff's exponent
         self._not_before = 0.0
         self._first_seen_initializing: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"<Controller {self.cluster.name!r} interval={self.interval:g}s {self.stats}>"
 
-    # -- the loop ---------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Run :meth:`reconcile` every ``interval`` seconds in a daemon thread."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"controller-{self.cluster.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the loop and wait for the running cycle to end."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=120)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.reconcile()
-            except Exception:  # a cycle's failure must not end the loop
-                logger.exception("reconcile cycle of %r failed", self.cluster.name)
+    def step(self) -> None:
+        """One cycle of the background loop."""
+        self.reconcile()
 
     # -- one cycle -----------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import dask
 
 from .._validation import MAX_WORKERS, check_count
+from .._loop import BackgroundLoop
 from .._wait import wait_until
 from ..managed import LedgerEntry, plan_kill
 from ..container import ENV_SERVER_IP, ENV_SERVER_PORT, DockerContainer, DockerHardware
@@ -188,7 +188,7 @@ class DaskWorkerContainer(DockerContainer):
         return Client(self.scheduler_address(address), **kwargs)
 
 
-class Adaptive:
+class Adaptive(BackgroundLoop):
     """Follows the Dask scheduler's ``adaptive_target`` between ``minimum`` and ``maximum``.
 
     A background thread asks the scheduler every ``interval`` seconds how many
@@ -207,44 +207,26 @@ class Adaptive:
             raise ValueError(f"maximum ({self.maximum}) must be at least minimum ({self.minimum})")
         if not interval > 0:
             raise ValueError(f"interval must be positive, got {interval!r}")
+        super().__init__(f"adaptive-{cluster.name}")
         self.cluster = cluster
         self.interval = float(interval)
         self.wait_count = check_count(wait_count, "wait_count", minimum=1)
         #: ``(time, target)`` of every decision that changed the worker number.
         self.history: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._client: Client | None = None
         self._low_rounds = 0
 
     def __repr__(self) -> str:
         return f"<Adaptive minimum={self.minimum} maximum={self.maximum} interval={self.interval:g}s>"
 
-    def start(self) -> None:
-        """Start the background thread."""
-        self._thread = threading.Thread(target=self._run, name=f"adaptive-{self.cluster.name}", daemon=True)
-        self._thread.start()
+    def before_loop(self) -> None:
+        """Connect the client the decisions are made with."""
+        self._client = self.cluster.get_client(set_as_default=False, timeout="60s")
 
-    def stop(self) -> None:
-        """Stop the background thread and close its client."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=60)
-
-    def _run(self) -> None:
-        try:
-            self._client = self.cluster.get_client(set_as_default=False, timeout="60s")
-            while not self._stop.is_set():
-                try:
-                    self.step()
-                except Exception:  # keep adapting through a passing fault
-                    logger.exception("adaptive step failed for cluster %r", self.cluster.name)
-                self._stop.wait(self.interval)
-        except Exception:
-            logger.exception("adaptive scaling of cluster %r stopped", self.cluster.name)
-        finally:
-            if self._client is not None:
-                self._client.close()
+    def after_loop(self) -> None:
+        """Close the client."""
+        if self._client is not None:
+            self._client.close()
 
     def target(self) -> int:
         """The scheduler's wish, clamped to ``[minimum, maximum]``."""
