@@ -16,6 +16,15 @@ time-outs; each call carries a fresh ``startedBy`` token (and a matching
 ``clientToken``), and before a retry the tasks the failed try started are
 looked up by that token and adopted instead of started twice.
 
+Secret environment variables (:data:`SECRET_VARIABLES`: the cluster's TLS
+certificates and private keys) never travel in the ``run_task`` overrides,
+where anyone allowed ``ecs:DescribeTasks`` could read them: they are stored
+once per cluster in one AWS Secrets Manager secret
+(``dockerparallel/<cluster name>/env-<digest>``, a JSON object tagged like
+the other created resources) that the task definitions reference in their
+containers' ``secrets``. The created execution role gets an inline policy
+that lets ECS read the cluster's secrets; a deep cleanup deletes them.
+
 boto3 is an optional dependency: ``pip install 'dockerparallel[aws]'``.
 Region and credentials come from boto3's usual chain (environment variables,
 ``~/.aws`` profiles, instance roles); nothing secret is stored, shown or
@@ -35,7 +44,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from .._errors import ProviderError, ProviderThrottled
 from .._validation import check_count
@@ -73,6 +82,19 @@ TAG_ROLE = "dockerparallel-role"
 TAG_WORKERS = "dockerparallel-workers"
 TAG_CREATED_BY = "dockerparallel-created-by"
 
+#: Environment variables whose values are secret: the Dask TLS variables
+#: (``dockerparallel.backends.dask.TLS_ENVIRONMENT``). A task gets them from
+#: Secrets Manager through its task definition, never in the ``run_task`` overrides.
+SECRET_VARIABLES = frozenset({
+    "DASK_DISTRIBUTED__COMM__TLS__CA_FILE",
+    "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT",
+    "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY",
+    "DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT",
+    "DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY",
+})
+#: Name of the inline policy of a created execution role that lets ECS read the cluster's secrets.
+SECRETS_POLICY_NAME = "dockerparallel-secrets"
+
 #: Most tasks one ``run_task`` call may start, and most tasks one ``describe_tasks`` call may name.
 RUN_TASK_MAX = 10
 DESCRIBE_TASKS_MAX = 100
@@ -88,6 +110,7 @@ _ASSUME_ROLE_POLICY = json.dumps({
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
                    "Action": "sts:AssumeRole"}],
 })
+_SECRETS_RESOURCE = "arn:{partition}:secretsmanager:{region}:{account}:secret:{prefix}*"
 _INITIALIZING = frozenset({"PROVISIONING", "PENDING", "ACTIVATING"})
 _TASK_ARN = re.compile(r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/\S+$")
 _THROTTLE_CODES = frozenset({
@@ -317,7 +340,8 @@ class FargateResources:
 
     ``created`` names the kinds this cluster created (``"ecs_cluster"``,
     ``"execution_role"``, ``"log_group"``, ``"security_group"``,
-    ``"task_definition:server"``, ``"task_definition:worker"``); a deep
+    ``"task_definition:server"``, ``"task_definition:worker"``, and
+    ``"secrets"`` when its containers have secret variables); a deep
     cleanup removes those and nothing else.
     """
 
@@ -351,10 +375,48 @@ class _Launch:
         }
 
 
-def _overrides(container_name: str, container: DockerContainer, size: tuple[int, int]) -> dict[str, Any]:
+class _TaskDefinition(NamedTuple):
+    """A task definition to run: its ARN, its container's name, the variables its ``secrets`` give."""
+
+    arn: str
+    container: str
+    from_secrets: frozenset[str]
+
+
+def _secret_values(environment: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environment`` that are secret (:data:`SECRET_VARIABLES`)."""
+    return {k: v for k, v in environment.items() if k in SECRET_VARIABLES}
+
+
+def _secret_digest(owner: str, values: Mapping[str, str]) -> str:
+    """16 hex digits of the SHA-256 of ``values`` (``""`` for none): names them without showing them."""
+    if not values:
+        return ""
+    data = json.dumps([owner, sorted(values.items())], separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _secret_prefix(owner: str) -> str:
+    """Where the secrets of the cluster named ``owner`` live in Secrets Manager."""
+    return f"dockerparallel/{_aws_name(owner, '', 200)}/"
+
+
+def _secret_name(owner: str, digest: str) -> str:
+    return f"{_secret_prefix(owner)}env-{digest}"
+
+
+def _container_secrets(secret_arn: str, names: Iterable[str]) -> list[dict[str, str]]:
+    """A container definition's ``secrets``: each name read from its key of the JSON secret ``secret_arn``."""
+    return [{"name": name, "valueFrom": f"{secret_arn}:{name}::"} for name in sorted(names)]
+
+
+def _overrides(container_name: str, container: DockerContainer, size: tuple[int, int],
+               hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The ``run_task`` overrides: command, size and the environment but for the ``hidden`` variables."""
+    environment = sorted((k, v) for k, v in container.environment.items() if k not in hidden)
     override: dict[str, Any] = {
         "name": container_name,
-        "environment": [{"name": k, "value": v} for k, v in sorted(container.environment.items())],
+        "environment": [{"name": k, "value": v} for k, v in environment],
     }
     if container.command:
         override["command"] = list(container.command)
@@ -366,7 +428,8 @@ def _definition_key(definition: Mapping[str, Any]) -> tuple[Any, ...]:
     container = (definition.get("containerDefinitions") or [{}])[0]
     ports = tuple(sorted(p.get("containerPort", 0) for p in container.get("portMappings") or []))
     log_group = ((container.get("logConfiguration") or {}).get("options") or {}).get("awslogs-group")
-    return (container.get("name"), container.get("image"), ports, log_group,
+    secrets = tuple(sorted((s.get("name"), s.get("valueFrom")) for s in container.get("secrets") or []))
+    return (container.get("name"), container.get("image"), ports, log_group, secrets,
             definition.get("executionRoleArn"), definition.get("networkMode"))
 
 
@@ -487,7 +550,10 @@ class ECSFargateProvider(ManagedCloudProvider):
         self._client_lock = threading.Lock()
         self._boto_session: Any = None
         self._resources: FargateResources | None = None
-        self._task_definition_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        self._task_definition_cache: dict[tuple[str, str, str], _TaskDefinition] = {}
+        self._secret_arns: dict[str, str] = {}  # secret name -> ARN
+        self._secrets_allowed: set[str] = set()  # execution roles told (or seen) to read the secrets
+        self._warned_definitions: set[str] = set()
         self._server_arn: str | None = None
         self._server_port = self.scheduler_port
         self._warned_sizes: set[tuple[int, int]] = set()
@@ -524,7 +590,7 @@ class ECSFargateProvider(ManagedCloudProvider):
     # -- AWS clients and calls -----------------------------------------------------------------------
 
     def client(self, service: str) -> Any:
-        """Return the boto3 client of ``service`` (``"ecs"``, ``"ec2"``, ``"iam"``, ``"logs"``).
+        """Return the boto3 client of ``service`` (``"ecs"``, ``"ec2"``, ``"iam"``, ``"logs"``, ``"secretsmanager"``).
 
         Clients are created once, from one session, with ``endpoint_url`` when
         set, and with botocore's own retries off: every call is retried here,
@@ -632,7 +698,8 @@ class ECSFargateProvider(ManagedCloudProvider):
         """Find or create what ``cluster`` needs on AWS and remember it.
 
         The ECS cluster, the task execution role, the log group, the network
-        (subnets and security group) and the server and worker task
+        (subnets and security group), the secret that holds the containers'
+        secret variables (when they have some) and the server and worker task
         definitions. Idempotent: a second call finds and reuses everything.
 
         Parameters
@@ -647,7 +714,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         self._resources = resources
         self._task_definition_cache.clear()
         for role, container in (("server", cluster.server_container), ("worker", cluster.worker_container)):
-            self._task_definition(cluster, role, container.image)
+            self._task_definition(cluster, role, container)
         _say(verbose, "AWS resources of cluster %r: ECS cluster %s, subnets %s, security groups %s; created %s",
              cluster.name, resources.ecs_cluster, ", ".join(resources.subnets),
              ", ".join(resources.security_groups), ", ".join(sorted(resources.created)) or "nothing")
@@ -819,20 +886,40 @@ class ECSFargateProvider(ManagedCloudProvider):
     def _family(self, owner: str, role: str) -> str:
         return _aws_name(owner, f"-{role}", 255)
 
-    def _task_definition(self, cluster: DockerCluster, role: str, image: str) -> tuple[str, str]:
-        """``(ARN, container name)`` of the task definition that runs ``image`` as ``role``."""
-        key = (role, image)
+    def _task_definition(self, cluster: DockerCluster, role: str, container: DockerContainer) -> _TaskDefinition:
+        """The task definition that runs ``container`` as ``role``, with its secret variables in ``secrets``.
+
+        Registered (or reused) once per image and set of secret values; a
+        task definition given to the constructor is used as it is.
+        """
+        values = _secret_values(container.environment)
+        key = (role, container.image, _secret_digest(cluster.name, values))
         if key not in self._task_definition_cache:
             override = self.task_definition_overrides[role]
             if override is not None:
-                described = self._call("ecs", "describe_task_definition", taskDefinition=override)["taskDefinition"]
-                result = (str(described["taskDefinitionArn"]), str(described["containerDefinitions"][0]["name"]))
+                result = self._given_task_definition(role, override, values)
             else:
-                result = (self._ensure_task_definition(cluster, role, image), role)
+                secrets = _container_secrets(self._secret_arn(cluster, values), values) if values else []
+                arn = self._ensure_task_definition(cluster, role, container.image, secrets)
+                result = _TaskDefinition(arn, role, frozenset(values))
             self._task_definition_cache[key] = result
         return self._task_definition_cache[key]
 
-    def _task_definition_request(self, owner: str, role: str, image: str, res: FargateResources) -> dict[str, Any]:
+    def _given_task_definition(self, role: str, name: str, values: Mapping[str, str]) -> _TaskDefinition:
+        """A task definition given to the constructor; the secret variables its ``secrets`` lack go in overrides."""
+        described = self._call("ecs", "describe_task_definition", taskDefinition=name)["taskDefinition"]
+        container = described["containerDefinitions"][0]
+        given = frozenset(str(s.get("name")) for s in container.get("secrets") or []) & SECRET_VARIABLES
+        missing = sorted(set(values) - given)
+        if missing and name not in self._warned_definitions:
+            self._warned_definitions.add(name)
+            logger.warning("the %s task definition %s was given and its secrets lack %s: these travel in the "
+                           "run_task overrides, where anyone allowed ecs:DescribeTasks reads them",
+                           role, name, ", ".join(missing))
+        return _TaskDefinition(str(described["taskDefinitionArn"]), str(container["name"]), given)
+
+    def _task_definition_request(self, owner: str, role: str, image: str, res: FargateResources,
+                                 secrets: list[dict[str, str]]) -> dict[str, Any]:
         container: dict[str, Any] = {
             "name": role, "image": image, "essential": True,
             # A soft reservation far below any Fargate size: it changes nothing on
@@ -844,15 +931,19 @@ class ECSFargateProvider(ManagedCloudProvider):
         if role == "server":
             container["portMappings"] = [{"containerPort": p, "protocol": "tcp"}
                                          for p in sorted({self._server_port, self.dashboard_port})]
+        if secrets:
+            container["secrets"] = secrets
         return {
             "family": self._family(owner, role), "containerDefinitions": [container],
             "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "1024", "memory": "2048",
             "executionRoleArn": res.execution_role_arn, "tags": _ecs_tags(self._created_tags(owner)),
         }
 
-    def _ensure_task_definition(self, cluster: DockerCluster, role: str, image: str) -> str:
+    def _ensure_task_definition(self, cluster: DockerCluster, role: str, image: str,
+                                secrets: list[dict[str, str]]) -> str:
+        """Reuse the family's latest revision when it matches (image, ports, secrets...); else register one."""
         res = self.resources(cluster)
-        request = self._task_definition_request(cluster.name, role, image, res)
+        request = self._task_definition_request(cluster.name, role, image, res, secrets)
         latest = self._latest_task_definition(request["family"])
         if latest is not None and _definition_key(latest[0]) == _definition_key(request):
             arn = str(latest[0]["taskDefinitionArn"])
@@ -892,17 +983,17 @@ class ECSFargateProvider(ManagedCloudProvider):
     def _launch_spec(self, cluster: DockerCluster, role: str, container: DockerContainer,
                      size: tuple[int, int], workers: int) -> _Launch:
         res = self.resources(cluster)
-        task_definition, container_name = self._task_definition(cluster, role, container.image)
+        definition = self._task_definition(cluster, role, container)
         network = {"awsvpcConfiguration": {
             "subnets": res.subnets, "securityGroups": res.security_groups,
             "assignPublicIp": "ENABLED" if self.assign_public_ip else "DISABLED"}}
         tags = _ecs_tags({TAG_CLUSTER: cluster.name, TAG_ROLE: role, TAG_WORKERS: str(workers)})
-        overrides = _overrides(container_name, container, size)
+        overrides = _overrides(definition.container, container, size, definition.from_secrets)
         length = len(json.dumps(overrides, separators=(",", ":")))
         if length > OVERRIDES_MAX:
             raise ProviderError(self, "run_task", f"the {role} container's command and environment take {length} "
                                 f"characters; ECS allows {OVERRIDES_MAX} in a task's overrides")
-        return _Launch(res.ecs_cluster, task_definition, overrides, network, tags)
+        return _Launch(res.ecs_cluster, definition.arn, overrides, network, tags)
 
     def _start_tasks(self, spec: _Launch, count: int) -> tuple[list[str], BaseException | None]:
         """Start ``count`` tasks with one token; return their ARNs and the error that stopped it, if any.
