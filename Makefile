@@ -20,7 +20,9 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
-bench: venv
+# The Docker benchmark compares with Debian's docker-compose and needs the engine and the test image.
+bench: venv docker-engine docker-image
+	command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 docker-engine:

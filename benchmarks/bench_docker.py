@@ -175,7 +175,7 @@ VARIANTS: dict[str, Callable[[str], tuple[float, float]]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each variant (the best is kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (the best is kept)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Mismatched versions")
     print(f"{WORKERS} Dask workers in {CONTAINERS} containers x {PER_CONTAINER}, image {IMAGE}, host network")

@@ -8,10 +8,13 @@ says to AWS and how it reads the answers.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import subprocess
 import sys
+import traceback
+import urllib.parse
 import uuid
 from collections import Counter
 from typing import Any, Callable, Iterator
@@ -171,6 +174,23 @@ def test_workers_per_task_is_bounded_by_container_and_fargate() -> None:
 ])
 def test_task_status_maps_every_ecs_state(task: dict[str, str] | None, status: str) -> None:
     assert task_status(task) == status
+
+
+def test_the_secret_variables_are_the_dask_tls_variables() -> None:
+    from dockerparallel.backends.dask import TLS_ENVIRONMENT
+
+    assert ecs_module.SECRET_VARIABLES == set(TLS_ENVIRONMENT.values())
+
+
+def test_a_task_definition_with_other_secrets_is_not_reused() -> None:
+    def definition(secret_arn: str) -> dict[str, Any]:
+        return {"containerDefinitions": [{"name": "worker", "image": IMAGE, "secrets": [
+            {"name": "DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY", "valueFrom": f"{secret_arn}:KEY::"}]}]}
+
+    key = ecs_module._definition_key
+    assert key(definition("arn:a")) == key(definition("arn:a"))
+    assert key(definition("arn:a")) != key(definition("arn:b"))
+    assert key(definition("arn:a")) != key({"containerDefinitions": [{"name": "worker", "image": IMAGE}]})
 
 
 def test_task_address_reads_the_eni_attachment_then_falls_back() -> None:
@@ -368,21 +388,169 @@ def test_conformance_ecs(ecs_provider: Callable[..., Any], aws_env: str) -> None
     assert len(report.steps) == 9, str(report)
 
 
+TLS_PREFIX = "DASK_DISTRIBUTED__COMM__TLS__"
+
+
+def tls_cluster(provider: Any, name: str | None = None, **options: Any) -> DockerCluster:
+    """A Dask cluster with the default security on ECS: TLS with per-cluster certificates."""
+    from dockerparallel.backends.dask import DaskWorkerContainer
+
+    return DockerCluster(provider, DaskWorkerContainer(max_workers_per_container=4),
+                         name=name or f"dptest-{uuid.uuid4().hex[:8]}", **options)
+
+
+def _check_overrides_hold_no_secret(url: str, cluster: DockerCluster) -> list[dict[str, Any]]:
+    """Every live task of the cluster: no certificate in its overrides; returns them."""
+    tasks = live_tasks(url, cluster, "server") + live_tasks(url, cluster, "worker")
+    assert tasks
+    for task in tasks:
+        overrides = json.dumps(task["overrides"])
+        assert "PRIVATE KEY" not in overrides and "CERTIFICATE" not in overrides and TLS_PREFIX not in overrides
+        names = {e["name"] for e in task["overrides"]["containerOverrides"][0]["environment"]}
+        assert "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION" in names  # plain variables still go there
+    return tasks
+
+
+def _check_secrets(url: str, cluster: DockerCluster, tasks: list[dict[str, Any]]) -> set[str]:
+    """The task definitions give the TLS variables from secrets holding the cluster's PEMs; returns their ARNs."""
+    from dockerparallel.backends.dask import TLS_ENVIRONMENT
+
+    ecs, secretsmanager = aws(url, "ecs"), aws(url, "secretsmanager")
+    arns = set()
+    for definition_arn in {t["taskDefinitionArn"] for t in tasks}:
+        container = ecs.describe_task_definition(taskDefinition=definition_arn)["taskDefinition"][
+            "containerDefinitions"][0]
+        assert not any(e["name"].startswith(TLS_PREFIX) for e in container.get("environment", []))
+        given = {s["name"]: s["valueFrom"] for s in container["secrets"]}
+        assert set(given) == set(TLS_ENVIRONMENT.values())
+        for field, variable in TLS_ENVIRONMENT.items():
+            arn, key = given[variable].removesuffix("::").rsplit(":", 1)
+            assert key == variable and arn.startswith("arn:aws:secretsmanager:")
+            value = json.loads(secretsmanager.get_secret_value(SecretId=arn)["SecretString"])[key]
+            assert value == getattr(cluster.security, field)
+            arns.add(arn)
+    assert len(arns) == 1  # server and workers share the cluster's certificates: one secret
+    for arn in arns:
+        described = secretsmanager.describe_secret(SecretId=arn)
+        assert described["Name"].startswith(f"dockerparallel/{cluster.name}/")
+        assert {"Key": "dockerparallel-created-by", "Value": cluster.name} in described["Tags"]
+    return arns
+
+
+def _check_role_reads(url: str, cluster: DockerCluster, secret_arns: set[str]) -> None:
+    """The created execution role's inline policy allows secretsmanager:GetSecretValue on the secrets."""
+    role_name = cluster.provider.resources(cluster).execution_role_arn.rsplit("/", 1)[-1]
+    iam = aws(url, "iam")
+    assert ecs_module.SECRETS_POLICY_NAME in iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role_name, PolicyName=ecs_module.SECRETS_POLICY_NAME)["PolicyDocument"]
+    if isinstance(document, str):
+        document = json.loads(urllib.parse.unquote(document))
+    allowed = [s["Resource"] for s in document["Statement"]
+               if s["Effect"] == "Allow" and s["Action"] == "secretsmanager:GetSecretValue"]
+    for arn in secret_arns:
+        assert any(fnmatch.fnmatchcase(arn, pattern) for pattern in allowed), (arn, allowed)
+    assert not any(fnmatch.fnmatchcase(arn.replace(cluster.name, "other"), p) for p in allowed for arn in secret_arns)
+
+
+def _secrets_of(url: str, cluster: DockerCluster) -> list[str]:
+    found = aws(url, "secretsmanager").list_secrets(Filters=[{"Key": "name", "Values": [
+        f"dockerparallel/{cluster.name}/"]}])["SecretList"]
+    return [s["ARN"] for s in found]
+
+
 @pytest.mark.moto
 def test_a_dask_cluster_with_tls_runs_on_fargate(ecs_provider: Callable[..., Any], clusters: list[str],
                                                  aws_env: str, caplog: pytest.LogCaptureFixture) -> None:
-    from dockerparallel.backends.dask import DaskWorkerContainer
-
     caplog.set_level(logging.DEBUG, logger="dockerparallel")
-    cluster = DockerCluster(ecs_provider(), DaskWorkerContainer(max_workers_per_container=4), worker_number=6,
-                            name=f"dptest-{uuid.uuid4().hex[:8]}")
+    cluster = tls_cluster(ecs_provider(), worker_number=6)
     clusters.append(cluster.name)
     cluster.start_cluster(timeout=10)
     assert cluster.get_worker_numbers() == (0, 6, 6)
     assert cluster.scheduler_address == f"tls://{cluster.server_address().private_ip}:8786"
     worker = live_tasks(aws_env, cluster)[0]["overrides"]["containerOverrides"][0]
     assert worker["command"][:3] == ["dask", "worker", cluster.scheduler_address]
-    assert "PRIVATE KEY" not in caplog.text  # the certificates travel in the environment, never in a log
+    assert "secrets" in cluster.provider.resources(cluster).created
+    secret_arns = _check_secrets(aws_env, cluster, _check_overrides_hold_no_secret(aws_env, cluster))
+    _check_role_reads(aws_env, cluster, secret_arns)
+    assert "PRIVATE KEY" not in caplog.text and "CERTIFICATE" not in caplog.text  # never in a log
+
+
+@pytest.mark.moto
+def test_tls_secrets_survive_a_reconnect_and_go_with_a_deep_cleanup(
+        ecs_provider: Callable[..., Any], clusters: list[str], aws_env: str) -> None:
+    cluster = tls_cluster(ecs_provider(), worker_number=4)
+    clusters.append(cluster.name)
+    cluster.start_cluster(timeout=10)
+    (secret_arn,) = _secrets_of(aws_env, cluster)
+    twin = tls_cluster(ecs_provider(), name=cluster.name, security=cluster.security)
+    calls = ApiCalls(twin.provider, ("ecs", "ec2", "iam", "logs", "secretsmanager"))
+    twin.reconnect()
+    twin.set_worker_number(10)  # 1 task more of 4, 1 of 2: the same task definition, the same secret
+    assert twin.get_worker_numbers() == (0, 10, 10)
+    assert calls.creations() == 0 and calls.counts["PutSecretValue"] == 0, calls.counts
+    tasks = _check_overrides_hold_no_secret(aws_env, twin)
+    assert len({t["taskDefinitionArn"] for t in tasks}) == 2  # one server, one worker definition
+    assert _check_secrets(aws_env, twin, tasks) == {secret_arn}
+
+    other = tls_cluster(ecs_provider(), name=cluster.name)  # other certificates under the same name
+    calls = ApiCalls(other.provider, ("ecs", "secretsmanager"))
+    other.provider.initialize_cloud_provider(other)
+    assert (calls.counts["CreateSecret"], calls.counts["RegisterTaskDefinition"]) == (1, 2)  # not reused
+    assert len(_secrets_of(aws_env, cluster)) == 2
+
+    twin.cleanup(deep=True)
+    assert _secrets_of(aws_env, cluster) == []
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        aws(aws_env, "secretsmanager").describe_secret(SecretId=secret_arn)
+    calls = ApiCalls(cluster.provider, ("secretsmanager",))
+    cluster.cleanup(deep=True)  # again, from the first provider: nothing left, no error
+    assert calls.counts["ListSecrets"] == 1 and calls.counts["DeleteSecret"] == 0
+
+
+@pytest.mark.moto
+def test_secrets_of_others_and_their_errors_are_left_alone(ecs_provider: Callable[..., Any], clusters: list[str],
+                                                           aws_env: str) -> None:
+    secretsmanager = aws(aws_env, "secretsmanager")
+    cluster = tls_cluster(ecs_provider())
+    clusters.append(cluster.name)
+    mine = secretsmanager.create_secret(Name=f"dockerparallel/{cluster.name}/mine", SecretString="{}")["ARN"]
+    provider = cluster.provider
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:  # AWS quoting the request back, as some errors do
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": params["SecretString"]}},
+                          "CreateSecret")
+
+    provider.client("secretsmanager").meta.events.register("provide-client-params.secretsmanager.CreateSecret",
+                                                           refuse)
+    with pytest.raises(ProviderError, match="ValidationException") as excinfo:
+        provider.initialize_cloud_provider(cluster)
+    shown = "".join(traceback.format_exception(excinfo.value)) + repr(excinfo.value)
+    assert "PRIVATE KEY" not in shown and "CERTIFICATE" not in shown
+    cluster.cleanup(deep=True)
+    assert secretsmanager.describe_secret(SecretId=mine)["ARN"] == mine  # not tagged as created: kept
+    secretsmanager.delete_secret(SecretId=mine, ForceDeleteWithoutRecovery=True)
+
+
+@pytest.mark.moto
+def test_a_given_task_definition_without_secrets_gets_the_tls_variables_in_overrides(
+        ecs_provider: Callable[..., Any], clusters: list[str], aws_env: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    family = f"mine-{uuid.uuid4().hex[:6]}"
+    arn = aws(aws_env, "ecs").register_task_definition(
+        family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024", memory="2048",
+        containerDefinitions=[{"name": "mine", "image": IMAGE, "memoryReservation": 128}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    cluster = tls_cluster(ecs_provider(worker_task_definition=family), worker_number=1)
+    clusters.append(cluster.name)
+    cluster.start_cluster(timeout=10)
+    (task,) = live_tasks(aws_env, cluster)
+    assert task["taskDefinitionArn"] == arn
+    names = {e["name"] for e in task["overrides"]["containerOverrides"][0]["environment"]}
+    assert {n for n in names if n.startswith(TLS_PREFIX)} == ecs_module.SECRET_VARIABLES
+    assert f"the worker task definition {family} was given and its secrets lack" in caplog.text
+    (server,) = live_tasks(aws_env, cluster, "server")
+    assert TLS_PREFIX not in json.dumps(server["overrides"])  # the server's definition is registered here
+    aws(aws_env, "ecs").deregister_task_definition(taskDefinition=arn)
 
 
 @pytest.mark.moto

@@ -713,6 +713,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         resources = self._resolve_resources(cluster.name, create=True)
         self._resources = resources
         self._task_definition_cache.clear()
+        self._secret_arns.clear()
         for role, container in (("server", cluster.server_container), ("worker", cluster.worker_container)):
             self._task_definition(cluster, role, container)
         _say(verbose, "AWS resources of cluster %r: ECS cluster %s, subnets %s, security groups %s; created %s",
@@ -880,6 +881,73 @@ class ECSFargateProvider(ManagedCloudProvider):
     def _create_log_group(self, name: str, owner: str) -> str:
         self._call("logs", "create_log_group", retry=False, logGroupName=name, tags=self._created_tags(owner))
         return name
+
+    # -- secrets --------------------------------------------------------------------------------------------------
+
+    def _secret_arn(self, cluster: DockerCluster, values: Mapping[str, str]) -> str:
+        """The ARN of the secret that holds ``values`` as one JSON object, found or created.
+
+        Its name carries a digest of the values: other certificates make
+        another secret, and an existing secret never needs to be read back.
+        The execution role is then allowed to read it.
+        """
+        res = self.resources(cluster)
+        name = _secret_name(cluster.name, _secret_digest(cluster.name, values))
+        if name not in self._secret_arns:
+            arn = self._resolve(res, "secrets", name, None, lambda: self._find_secret(name),
+                                lambda: self._create_secret(name, cluster.name, values), True)
+            assert arn is not None
+            self._secret_arns[name] = arn
+        self._allow_secrets(cluster.name, res)
+        return self._secret_arns[name]
+
+    def _find_secret(self, name: str) -> tuple[str, dict[str, str]] | None:
+        try:
+            described = self._call("secretsmanager", "describe_secret", SecretId=name)
+        except ClientError as exc:
+            if _error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        if described.get("DeletedDate"):
+            raise ProviderError(self, "initialize_cloud_provider",
+                                f"the secret {name} is scheduled for deletion: restore it, or delete it "
+                                "for good (ForceDeleteWithoutRecovery) and try again")
+        return str(described["ARN"]), _tag_map(described.get("Tags"))
+
+    def _create_secret(self, name: str, owner: str, values: Mapping[str, str]) -> str:
+        """Create the secret ``name`` holding ``values``; an error never quotes (nor chains) the request."""
+        try:
+            return str(self._call(
+                "secretsmanager", "create_secret", Name=name, SecretString=json.dumps(dict(values), sort_keys=True),
+                Description=f"secret environment variables of dockerparallel cluster {owner}",
+                Tags=_aws_tags(self._created_tags(owner)))["ARN"])
+        except (ProviderError, ProviderThrottled):
+            raise
+        except Exception as exc:
+            code = _error_code(exc) or type(exc).__name__
+        found = self._find_secret(name) if code == "ResourceExistsException" else None  # made meanwhile
+        if found is None:
+            raise ProviderError(self, "initialize_cloud_provider", f"could not create the secret {name} ({code})")
+        return found[0]
+
+    def _allow_secrets(self, owner: str, res: FargateResources) -> None:
+        """Let the execution role read the cluster's secrets: an inline policy on a created role, a note else."""
+        role = res.execution_role_arn
+        if role is None or f"{role} {owner}" in self._secrets_allowed:
+            return
+        self._secrets_allowed.add(f"{role} {owner}")
+        parts = role.split(":")
+        resource = _SECRETS_RESOURCE.format(partition=self._partition(), region=self._region(),
+                                            account=parts[4] if len(parts) > 5 else "*", prefix=_secret_prefix(owner))
+        if "execution_role" not in res.created:
+            logger.info("the execution role %s was given: it must allow secretsmanager:GetSecretValue on %s",
+                        role, resource)
+            return
+        document = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": resource}]}
+        self._call("iam", "put_role_policy", RoleName=role.rsplit("/", 1)[-1], PolicyName=SECRETS_POLICY_NAME,
+                   PolicyDocument=json.dumps(document))
+        logger.debug("execution role %s: may read the secrets %s", role, resource)
 
     # -- task definitions -------------------------------------------------------------------------------------
 
@@ -1118,15 +1186,15 @@ class ECSFargateProvider(ManagedCloudProvider):
             found.update((t["taskArn"], t) for t in response.get("tasks", []) if t.get("taskArn") in chunk)
         return found
 
-    def _pages(self, service: str, operation: str, key: str, **kwargs: Any) -> list[Any]:
-        """The items under ``key`` of every page of an ECS-style (``nextToken``) listing."""
+    def _pages(self, service: str, operation: str, key: str, token: str = "nextToken", **kwargs: Any) -> list[Any]:
+        """The items under ``key`` of every page of a listing whose pages are chained by ``token``."""
         items: list[Any] = []
         while True:
             response = self._call(service, operation, **kwargs)
             items += response.get(key) or []
-            if not response.get("nextToken"):
+            if not response.get(token):
                 return items
-            kwargs["nextToken"] = response["nextToken"]
+            kwargs[token] = response[token]
 
     def _list_task_arns(self, ecs_cluster: str, **filters: str) -> list[str]:
         """ARNs of the tasks of ``ecs_cluster`` meant to run, with ``filters``."""
@@ -1267,6 +1335,8 @@ class ECSFargateProvider(ManagedCloudProvider):
         left += self._remove_created(cluster.name, res)
         self._resources = None
         self._task_definition_cache.clear()
+        self._secret_arns.clear()
+        self._secrets_allowed.clear()
         _say(verbose, "removed the AWS resources created for cluster %r", cluster.name)
         if left:
             raise ProviderError(self, "cleanup_docker_cluster", "could not remove: " + "; ".join(left))
@@ -1288,7 +1358,8 @@ class ECSFargateProvider(ManagedCloudProvider):
 
     def _removal_steps(self, owner: str, res: FargateResources) -> list[tuple[str, Callable[[], Any]]]:
         steps: list[tuple[str, Callable[[], Any]]] = [
-            ("task definitions", functools.partial(self._deregister_task_definitions, owner))]
+            ("task definitions", functools.partial(self._deregister_task_definitions, owner)),
+            (f"secrets {_secret_prefix(owner)}*", functools.partial(self._delete_secrets, owner))]
         if "ecs_cluster" in res.created:
             steps.append((f"ECS cluster {res.ecs_cluster}", functools.partial(self._delete_ecs_cluster, res.ecs_cluster)))
         if "log_group" in res.created and res.log_group:
@@ -1321,7 +1392,20 @@ class ECSFargateProvider(ManagedCloudProvider):
                     self._call("ecs", "deregister_task_definition", taskDefinition=arn)
                     logger.debug("cleanup: deregistered %s", arn)
 
+    def _delete_secrets(self, owner: str) -> None:
+        """Delete for good the secrets under the cluster's prefix that carry its created-by tag."""
+        prefix = _secret_prefix(owner)
+        found = self._pages("secretsmanager", "list_secrets", "SecretList", token="NextToken",
+                            Filters=[{"Key": "name", "Values": [prefix]}])
+        for secret in found:
+            if str(secret.get("Name", "")).startswith(prefix) and \
+                    _tag_map(secret.get("Tags")).get(TAG_CREATED_BY) == owner:
+                self._call("secretsmanager", "delete_secret", SecretId=secret["ARN"], ForceDeleteWithoutRecovery=True)
+                logger.debug("cleanup: deleted the secret %s", secret["Name"])
+
     def _delete_role(self, role_name: str) -> None:
+        for policy_name in self._call("iam", "list_role_policies", RoleName=role_name)["PolicyNames"]:
+            self._call("iam", "delete_role_policy", RoleName=role_name, PolicyName=policy_name)
         attached = self._call("iam", "list_attached_role_policies", RoleName=role_name)["AttachedPolicies"]
         for policy in attached:
             self._call("iam", "detach_role_policy", RoleName=role_name, PolicyArn=policy["PolicyArn"])
