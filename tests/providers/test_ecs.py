@@ -406,6 +406,7 @@ def _check_overrides_hold_no_secret(url: str, cluster: DockerCluster) -> list[di
     for task in tasks:
         overrides = json.dumps(task["overrides"])
         assert "PRIVATE KEY" not in overrides and "CERTIFICATE" not in overrides and TLS_PREFIX not in overrides
+        assert len(overrides) < 2048, len(overrides)  # the certificates took ~7.4 KB of the 8 KB ECS allows
         names = {e["name"] for e in task["overrides"]["containerOverrides"][0]["environment"]}
         assert "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION" in names  # plain variables still go there
     return tasks
