@@ -52,10 +52,10 @@ def make_provider(name: str, **options: Any) -> CloudProvider:
 
 
 def _parameters(cls: type) -> set[str]:
-    params = inspect.signature(cls.__init__).parameters.values()
+    params = inspect.signature(cls).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return {p.name for p in params} | {"*"}
-    return {p.name for p in params if p.name != "self"}
+    return {p.name for p in params}
 
 
 __all__ = ["PROVIDERS", "make_provider", "provider_class", "provider_label"]

@@ -510,7 +510,8 @@ class ECSFargateProvider(ManagedCloudProvider):
         self.profile = _check_text(profile, "profile")
         self.subnets = _check_ids(subnets, "subnets", "subnet-")
         self.security_groups = _check_ids(security_groups, "security_groups", "sg-")
-        self.vpc_id = _check_ids(_check_text(vpc_id, "vpc_id"), "vpc_id", "vpc-")[0] if vpc_id else None
+        vpc_ids = _check_ids(_check_text(vpc_id, "vpc_id"), "vpc_id", "vpc-")
+        self.vpc_id = vpc_ids[0] if vpc_ids else None
         self.ecs_cluster_name = _check_text(ecs_cluster_name, "ecs_cluster_name")
         self.execution_role_arn = _check_text(execution_role_arn, "execution_role_arn")
         self.log_group = _check_text(log_group, "log_group")
@@ -1173,7 +1174,7 @@ class ECSFargateProvider(ManagedCloudProvider):
                         tags: bool = False) -> dict[str, dict[str, Any]]:
         """Task ARN -> description, for the handles ECS knows (chunks of 100)."""
         arns = [h for h in dict.fromkeys(handles) if _TASK_ARN.match(h)]
-        extra = {"include": ["TAGS"]} if tags else {}
+        extra: dict[str, Any] = {"include": ["TAGS"]} if tags else {}
         found: dict[str, dict[str, Any]] = {}
         for chunk in _batches(arns, DESCRIBE_TASKS_MAX):
             try:
