@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from dockerparallel import ClusterStateError, DockerCluster, DockerContainer, WorkerNumbers
+from dockerparallel import ClusterStateError, DockerCluster, DockerContainer, ProviderThrottled, WorkerNumbers
+from dockerparallel.state import StateStore
 from dockerparallel.testing import FakeCloud, FakeCloudProvider
 
 from ._helpers import CLUSTER_NAME, ManualClock, assert_agree, container_sizes, make_cluster, started_cluster
@@ -167,3 +171,31 @@ def test_cleanup_deep_removes_everything_labelled(provider: FakeCloudProvider, c
     cluster.cleanup(deep=True)
     assert cloud.live(CLUSTER_NAME) == [] and not cluster.cluster_exists()
     assert len(cloud.live(other.name)) == 2
+
+
+class _FlakyStatus(FakeCloudProvider):
+    """Fails the first status call after ``flaky`` is set, as a cloud's passing fault would."""
+
+    flaky = False
+
+    def get_docker_worker_status(self, *args: Any, **kwargs: Any) -> list[str]:
+        if self.flaky:
+            self.flaky = False
+            raise ProviderThrottled("FakeCloudProvider: rate exceeded (test)")
+        return super().get_docker_worker_status(*args, **kwargs)
+
+
+def test_reconnect_by_name_survives_a_passing_status_fault(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.sqlite3")
+    cloud = FakeCloud()
+    cluster = DockerCluster(_FlakyStatus(cloud), DockerContainer("img", command=["w"]),
+                            server_container=DockerContainer("img", command=["s"]), name="flaky", state=store)
+    cluster.start_cluster(timeout=5)
+    cluster.set_worker_number(3)
+    _FlakyStatus.flaky = True  # the rebuilt provider's first status call fails
+    try:
+        again = DockerCluster.reconnect("flaky", state=store)
+    finally:
+        _FlakyStatus.flaky = False
+    assert again.get_worker_numbers() == (0, 3, 3)
+    again.stop_cluster()

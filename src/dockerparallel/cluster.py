@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from distributed.core import Status
 
-from ._errors import ClusterStateError, ProviderError
+from ._errors import ClusterStateError, ProviderError, ProviderThrottled
 from ._validation import check_count, check_flag, check_name, check_seconds, check_verbose
 from ._wait import wait_until
 from .backends.dask import new_security
@@ -361,13 +361,26 @@ class DockerCluster:
         provider = self.provider
         if isinstance(provider, ManagedCloudProvider):
             alive_before = len(provider.worker_ledger)
-            provider.refresh_workers(self, self.verbose)
+            self._refresh_with_retries(provider)
             dead = alive_before - len(provider.worker_ledger)
             live_found = [h for h in found if h in provider.worker_ledger]
             if orphans == "kill" and live_found:
                 provider.kill_worker_handles(self, live_found, self.verbose)
                 killed = len(live_found)
         return ReconnectReport(recorded, len(found), dead, killed, interrupted, self.server_status())
+
+    def _refresh_with_retries(self, provider: ManagedCloudProvider, attempts: int = 4) -> None:
+        """Refresh the statuses; a passing provider fault is retried with backoff (a reconnect should not fail on one)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                provider.refresh_workers(self, self.verbose)
+                return
+            except (ProviderError, ProviderThrottled) as exc:
+                if attempt == attempts:
+                    raise
+                delay = 0.25 * 2 ** (attempt - 1)
+                logger.warning("reconnect to %s: status refresh failed (%s); retrying in %.2f s", self.name, exc, delay)
+                time.sleep(delay)
 
     def cleanup(self, deep: bool = False) -> None:
         """Release what the provider holds; ``deep=True`` removes everything labelled with the name."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -380,3 +381,14 @@ def test_provider_raising_after_launch_is_named_and_recovered_by_reconnect() -> 
     assert_agree(provider)
     cluster.stop_cluster()
     assert provider.cloud.live() == []
+
+
+def test_an_inexact_scale_down_is_reported_once_per_situation(caplog: pytest.LogCaptureFixture) -> None:
+    provider = FakeCloudProvider()
+    cluster = started_cluster(provider, worker_number=4)  # one container of 4 workers
+    with caplog.at_level(logging.DEBUG, logger="dockerparallel.managed"):
+        for _ in range(3):
+            cluster.set_worker_number(3)  # no container holds exactly 1 worker
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "keeping 1 extra" in r.message]
+    assert len(warnings) == 1
+    assert cluster.get_worker_numbers() == (0, 4, 3)

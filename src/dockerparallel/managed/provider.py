@@ -425,7 +425,12 @@ class ManagedCloudProvider(CloudProvider):
     def _shrink(self, cluster: DockerCluster, excess: int, verbose: int) -> int:
         plan = plan_kill(self.worker_ledger.active_entries(), excess)
         if not plan.exact:
-            logger.warning(
+            # said once per situation: a controller meets the same one every cycle
+            situation = (excess, plan.workers, len(self.worker_ledger))
+            repeated = self.__dict__.get("_dp_inexact") == situation
+            self.__dict__["_dp_inexact"] = situation
+            logger.log(
+                logging.DEBUG if repeated else logging.WARNING,
                 "%s: asked to remove %d worker(s) but no set of containers holds exactly that many; "
                 "removing %d and keeping %d extra",
                 type(self).__name__, excess, plan.workers, excess - plan.workers,
