@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dockerparallel import DockerCluster
 from dockerparallel.state import StateStore
 from tests.local_fixtures import processes_mentioning, run_cli, wait_for
 
@@ -23,6 +24,9 @@ def test_up_status_scale_down(state: Path) -> None:
     port = record.spec["worker_container"]["fields"]["scheduler_port"]
     try:
         assert len(processes_mentioning(f"127.0.0.1:{port}")) >= 2
+        cluster = DockerCluster.reconnect("clitest", state=StateStore(state))
+        with cluster.get_client() as client:  # 'up' returned once the scheduler saw every worker
+            assert len(client.scheduler_info(n_workers=-1)["workers"]) == 3
         status = run_cli(state, "status", "clitest").stdout
         assert "running" in status and "│ 3 " in status
         assert "expected 5, running 5" in run_cli(state, "scale", "clitest", "5", "--wait").stdout

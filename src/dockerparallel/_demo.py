@@ -56,7 +56,7 @@ def run(console: Console, err_console: Console, workers: int = 4, tasks: int = 6
         try:
             with err_console.status("starting the scheduler"):
                 cluster.start_cluster(timeout=120)
-            wait_with_progress(cluster, workers, 120, err_console)
+            wait_with_progress(cluster, workers, 120, err_console, connected=True)
             console.print(f"cluster {spec.name}: {workers} workers at {cluster.scheduler_address}")
             pi = _compute(cluster, console, workers, tasks)
         finally:

@@ -16,7 +16,7 @@ from . import _demo
 from ._progress import wait_with_progress
 from ._errors import DockerParallelError
 from ._validation import check_count
-from ._spec import ClusterSpec
+from ._spec import HOST_NETWORK_PROVIDERS, ClusterSpec
 from .cluster import DockerCluster
 from .providers import PROVIDERS, provider_label
 from .state import StateStore
@@ -81,13 +81,14 @@ def _provider_options(provider: str, region: str | None, subnet: list[str], secu
     return {}
 
 
-def _start(cluster: DockerCluster, store: StateStore, workers: int, timeout: float, wait: bool) -> None:
+def _start(cluster: DockerCluster, store: StateStore, workers: int, timeout: float, wait: bool,
+           connected: bool) -> None:
     """Start ``cluster``; if that fails, remove what was started and the record, then re-raise."""
     try:
         with err_console.status(f"starting the server of {cluster.name}"):
             cluster.start_cluster(timeout=timeout)
         if wait:
-            wait_with_progress(cluster, workers, timeout, err_console)
+            wait_with_progress(cluster, workers, timeout, err_console, connected=connected)
     except BaseException:
         err_console.print(f"start of {cluster.name} failed; removing what was started", highlight=False)
         try:
@@ -130,7 +131,7 @@ def up(
         provider_options=_provider_options(provider, region, subnet, security_group, network, pull),
     )
     cluster = spec.build(store)
-    _start(cluster, store, workers, timeout, wait)
+    _start(cluster, store, workers, timeout, wait, connected=provider in HOST_NETWORK_PROVIDERS)
     console.print(f"cluster [bold]{spec.name}[/bold] is up with {workers} worker(s)")
     console.print(f"  scheduler: {cluster.scheduler_address}")
     console.print(f"  dashboard: {cluster.dashboard_link}")
