@@ -13,6 +13,8 @@ import json
 import logging
 import subprocess
 import sys
+import threading
+import time
 import traceback
 import urllib.parse
 import uuid
@@ -159,6 +161,25 @@ def test_workers_per_task_is_bounded_by_container_and_fargate() -> None:
     assert workers_per_task(worker_container(8), DockerHardware(1024, 61440)) == 2
     with pytest.raises(ValueError, match="hardware"):
         workers_per_task(worker_container(1), DockerHardware(16385, 2048))
+
+
+def test_launch_capabilities_are_ten_full_tasks_per_call_and_the_concurrency_option() -> None:
+    provider = ECSFargateProvider(region=REGION, max_concurrent_calls=6)
+    assert provider.launch_capabilities(worker_container(4), DockerHardware(1024, 2048)) == \
+        ecs_module.ProviderCapabilities(max_workers_per_call=40, max_concurrent_calls=6)
+    assert provider.launch_capabilities(worker_container(4), DockerHardware(8192, 16384)).max_workers_per_call == 20
+    assert ECSFargateProvider(region=REGION).launch_capabilities(
+        worker_container(1), DockerHardware()).max_concurrent_calls == 4  # the default
+    assert provider.spec_options()["max_concurrent_calls"] == 6
+    with pytest.raises(ProviderError, match="launch_capabilities.*largest Fargate task"):
+        provider.launch_capabilities(worker_container(1), DockerHardware(16385, 2048))
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (17, ValueError), (2.5, ValueError),
+                                          (True, TypeError), ("4", TypeError)])
+def test_max_concurrent_calls_is_checked(value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_concurrent_calls"):
+        ECSFargateProvider(region=REGION, max_concurrent_calls=value)
 
 
 @pytest.mark.parametrize("task, status", [
@@ -373,6 +394,54 @@ def test_reconnect_by_name_rebuilds_the_provider_from_its_options(started: Calla
     again = DockerCluster.reconnect(cluster.name)
     assert isinstance(again.provider, ECSFargateProvider) and again.provider.spec_options() == options
     assert again.is_server_running() and again.get_worker_numbers()[:2] == (0, 5)
+
+
+@pytest.mark.moto
+def test_a_first_scale_up_runs_concurrent_batches_and_registers_one_task_definition(
+        started: Callable[..., DockerCluster], ecs_provider: Callable[..., Any], aws_env: str) -> None:
+    cluster = started()
+    other_image = DockerContainer(IMAGE + "-other", name="worker", command=["dask", "worker"],
+                                  max_workers_per_container=4)
+    twin = DockerCluster(ecs_provider(max_concurrent_calls=4), other_image, server_container=server_container(),
+                         name=cluster.name)  # a fresh provider: its first launch finds and registers everything
+    twin.reconnect()
+    calls = ApiCalls(twin.provider)
+    twin.set_worker_number(100)  # 25 tasks of 4: calls of 40, 40 and 20 workers, up to 4 at once
+    assert sorted(calls.run_task_counts) == [5, 10, 10]
+    assert calls.counts["RegisterTaskDefinition"] == 1  # the other image's; not one per concurrent call
+    assert twin.get_worker_numbers() == (0, 100, 100)
+    handles = twin.provider.get_managed_worker_handles()
+    arns = [t["taskArn"] for t in live_tasks(aws_env, twin)]  # every worker task tagged with the cluster
+    assert len(arns) == len(set(arns)) == 25 and set(arns) == set(handles)
+    assert set(Counter(handles).values()) == {4}
+    definitions = {t["taskDefinitionArn"] for t in live_tasks(aws_env, twin)}
+    assert definitions == {twin.provider.resources(twin).task_definitions["worker"]}
+
+
+@pytest.mark.moto
+@pytest.mark.parametrize("concurrent, overlap", [(4, True), (1, False)])
+def test_run_task_batches_overlap_only_when_allowed(started: Callable[..., DockerCluster], aws_env: str,
+                                                     concurrent: int, overlap: bool) -> None:
+    cluster = started(per_task=1, max_concurrent_calls=concurrent)
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most
+
+    def begin(**_: Any) -> None:
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+        time.sleep(0.2)  # long enough for the other batches to start meanwhile
+
+    def end(**_: Any) -> None:
+        with lock:
+            in_flight[0] -= 1
+
+    events = cluster.provider.client("ecs").meta.events
+    events.register("before-call.ecs.RunTask", begin)
+    events.register("after-call.ecs.RunTask", end)
+    cluster.set_worker_number(30)  # three batches of 10 tasks
+    assert (in_flight[1] > 1) is overlap, in_flight
+    assert len(live_tasks(aws_env, cluster)) == 30
 
 
 @pytest.mark.moto
@@ -651,25 +720,46 @@ def test_throttling_that_does_not_end_raises_provider_throttled(
     assert cluster.get_worker_numbers() == (0, 0, 4) and not live_tasks(aws_env, cluster)
 
 
+def _refuse_run_task_from(provider: Any, number: int) -> list[int]:
+    """Make the ``number``-th ``run_task`` call and every later one fail for good; returns each call's count."""
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        with lock:
+            seen.append(params["count"])
+            if len(seen) >= number:
+                raise ClientError({"Error": {"Code": "InvalidParameterException", "Message": "no"}}, "RunTask")
+
+    provider.client("ecs").meta.events.register("provide-client-params.ecs.RunTask", refuse)
+    return seen
+
+
 @pytest.mark.moto
 def test_a_call_that_fails_for_good_keeps_the_tasks_already_started(
         started: Callable[..., DockerCluster], aws_env: str) -> None:
-    cluster = started(per_task=1)
+    cluster = started(per_task=2)
+    seen = _refuse_run_task_from(cluster.provider, 2)
+    with pytest.raises(PartialLaunchError, match="started 18 of 19"):
+        cluster.set_worker_number(19)  # one call (up to 20 workers): 9 tasks of 2, then a task of 1
+    assert seen == [9, 1]  # the task of 1 was refused: the 9 tasks already started are returned, not lost
+    assert cluster.get_worker_numbers() == (0, 18, 19)
+    assert sorted(t["taskArn"] for t in live_tasks(aws_env, cluster)) == \
+        sorted(set(cluster.provider.get_managed_worker_handles()))
+
+
+@pytest.mark.moto
+def test_a_failed_batch_keeps_the_batches_already_started(started: Callable[..., DockerCluster],
+                                                          aws_env: str) -> None:
+    cluster = started(per_task=1, max_concurrent_calls=1)  # one batch at a time: which ones start is known
     calls = ApiCalls(cluster.provider)
-
-    seen: list[int] = []
-
-    def refuse_third(params: dict[str, Any], **_: Any) -> None:
-        seen.append(params["count"])
-        if len(seen) == 3:
-            raise ClientError({"Error": {"Code": "InvalidParameterException", "Message": "no"}}, "RunTask")
-
-    cluster.provider.client("ecs").meta.events.register("provide-client-params.ecs.RunTask", refuse_third)
-    with pytest.raises(PartialLaunchError, match="started 20 of 45"):
-        cluster.set_worker_number(45)
-    assert seen == [10, 10, 10] and calls.run_task_counts[:2] == [10, 10]
+    seen = _refuse_run_task_from(cluster.provider, 3)
+    with pytest.raises(ProviderError, match="InvalidParameterException"):
+        cluster.set_worker_number(45)  # batches of 10, 10, 10, 10, 5: the third fails, the rest are called off
+    assert seen == [10, 10, 10, 10, 5][:len(seen)] and len(seen) >= 3 and calls.run_task_counts[:2] == [10, 10]
     assert cluster.get_worker_numbers() == (0, 20, 45)
-    assert len(live_tasks(aws_env, cluster)) == 20
+    assert sorted(t["taskArn"] for t in live_tasks(aws_env, cluster)) == \
+        sorted(set(cluster.provider.get_managed_worker_handles()))
 
 
 @pytest.mark.moto

@@ -14,7 +14,10 @@ and ``dockerparallel-workers``, so another process can find a running
 cluster by its name. ``run_task`` is retried with backoff on throttling and
 time-outs; each call carries a fresh ``startedBy`` token (and a matching
 ``clientToken``), and before a retry the tasks the failed try started are
-looked up by that token and adopted instead of started twice.
+looked up by that token and adopted instead of started twice. A large
+scale-up runs as up to ``max_concurrent_calls`` batches of at most 10 tasks
+at once (see :meth:`ECSFargateProvider.launch_capabilities`); everything a
+launch touches is thread-safe.
 
 Secret environment variables (:data:`SECRET_VARIABLES`: the cluster's TLS
 certificates and private keys) never travel in the ``run_task`` overrides,
@@ -49,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, 
 from .._errors import ProviderError, ProviderThrottled
 from .._validation import check_count
 from ..container import ENV_SERVER_PORT
-from ..managed import ManagedCloudProvider
+from ..managed import ManagedCloudProvider, ProviderCapabilities
 from ..provider import ServerAddress, WorkerStatus
 
 try:  # the optional extra "aws"
@@ -98,6 +101,8 @@ SECRETS_POLICY_NAME = "dockerparallel-secrets"
 #: Most tasks one ``run_task`` call may start, and most tasks one ``describe_tasks`` call may name.
 RUN_TASK_MAX = 10
 DESCRIBE_TASKS_MAX = 100
+#: Most ``run_task`` batches one scale-up may run at once (the ``max_concurrent_calls`` option).
+MAX_CONCURRENT_RUN_CALLS = 16
 #: Most characters ECS accepts in a task's overrides (command and environment, as JSON).
 OVERRIDES_MAX = 8192
 
@@ -493,6 +498,9 @@ class ECSFargateProvider(ManagedCloudProvider):
         Seconds before the first retry; doubled at each further one (with jitter).
     cleanup_timeout : float
         Seconds a deep cleanup waits for AWS to let go of a resource still in use.
+    max_concurrent_calls : int
+        How many ``run_task`` batches (of at most 10 tasks each) a scale-up
+        runs at once, 1 to 16.
     """
 
     def __init__(
@@ -503,6 +511,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         worker_task_definition: str | None = None, assign_public_ip: bool = True, ingress_cidr: str = "0.0.0.0/0",
         scheduler_port: int = 8786, dashboard_port: int = 8787, endpoint_url: str | None = None,
         session: Any = None, max_attempts: int = 5, retry_delay: float = 0.5, cleanup_timeout: float = 300.0,
+        max_concurrent_calls: int = 4,
     ) -> None:
         if _BOTO3_MISSING is not None:
             raise ImportError("ECSFargateProvider needs boto3: pip install 'dockerparallel[aws]'") from _BOTO3_MISSING
@@ -524,6 +533,8 @@ class ECSFargateProvider(ManagedCloudProvider):
         self.max_attempts = check_count(max_attempts, "max_attempts", minimum=1, maximum=20)
         self.retry_delay = self._check_seconds(retry_delay, "retry_delay")
         self.cleanup_timeout = self._check_seconds(cleanup_timeout, "cleanup_timeout")
+        self.max_concurrent_calls = check_count(max_concurrent_calls, "max_concurrent_calls", minimum=1,
+                                                maximum=MAX_CONCURRENT_RUN_CALLS)
         self._session_arg = session
         self._init_state()
 
@@ -547,8 +558,11 @@ class ECSFargateProvider(ManagedCloudProvider):
         return float(value)
 
     def _init_state(self) -> None:
+        # Locks, always taken in this order: state, then client; warn on its own.
+        self._state_lock = threading.RLock()  # resources, task definitions, secrets (re-entered by their steps)
+        self._client_lock = threading.RLock()  # the boto3 session and the clients made from it
+        self._warn_lock = threading.Lock()  # the warned-once sets
         self._clients: dict[str, Any] = {}
-        self._client_lock = threading.Lock()
         self._boto_session: Any = None
         self._resources: FargateResources | None = None
         self._task_definition_cache: dict[tuple[str, str, str], _TaskDefinition] = {}
@@ -585,7 +599,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         options.update(assign_public_ip=self.assign_public_ip, ingress_cidr=self.ingress_cidr,
                        scheduler_port=self.scheduler_port, dashboard_port=self.dashboard_port,
                        max_attempts=self.max_attempts, retry_delay=self.retry_delay,
-                       cleanup_timeout=self.cleanup_timeout)
+                       cleanup_timeout=self.cleanup_timeout, max_concurrent_calls=self.max_concurrent_calls)
         return options
 
     # -- AWS clients and calls -----------------------------------------------------------------------
@@ -596,6 +610,8 @@ class ECSFargateProvider(ManagedCloudProvider):
         Clients are created once, from one session, with ``endpoint_url`` when
         set, and with botocore's own retries off: every call is retried here,
         where a retried ``run_task`` can look for the tasks of the failed try.
+        Thread-safe: a boto3 session is not, so the session is only used under
+        a lock; the clients made from it are, and are shared.
 
         Raises
         ------
@@ -608,17 +624,22 @@ class ECSFargateProvider(ManagedCloudProvider):
             return self._clients[service]
 
     def _session(self) -> Any:
-        if self._boto_session is None:
-            try:
-                self._boto_session = self._session_arg or boto3.Session(
-                    region_name=self.region, profile_name=self.profile
-                )
-            except ProfileNotFound as exc:
-                raise ProviderError(self, "client", f"the AWS profile {self.profile!r} does not exist") from exc
-        return self._boto_session
+        """The boto3 session (created on first use); call it, and use what it returns, under ``_client_lock``."""
+        with self._client_lock:
+            if self._boto_session is None:
+                try:
+                    self._boto_session = self._session_arg or boto3.Session(
+                        region_name=self.region, profile_name=self.profile
+                    )
+                except ProfileNotFound as exc:
+                    raise ProviderError(self, "client", f"the AWS profile {self.profile!r} does not exist") from exc
+            return self._boto_session
 
     def _region(self) -> str:
-        region = self.region or self._session().region_name
+        if self.region:
+            return self.region
+        with self._client_lock:
+            region = self._session().region_name
         if not region:
             raise ProviderError(
                 self, "client", "no AWS region: pass region=, set AWS_DEFAULT_REGION or set one in your AWS profile"
@@ -626,6 +647,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         return str(region)
 
     def _make_client(self, service: str) -> Any:
+        """A new client of ``service``; called by :meth:`client` under ``_client_lock``."""
         session, region = self._session(), self._region()
         if session.get_credentials() is None:
             raise ProviderError(self, "client", f"no AWS credentials found: {_CREDENTIALS_HELP}")
@@ -639,7 +661,8 @@ class ECSFargateProvider(ManagedCloudProvider):
 
     def _partition(self) -> str:
         try:
-            return str(self._session().get_partition_for_region(self._region()))
+            with self._client_lock:
+                return str(self._session().get_partition_for_region(self._region()))
         except Exception:  # an unknown region: the commercial partition
             return "aws"
 
@@ -710,23 +733,28 @@ class ECSFargateProvider(ManagedCloudProvider):
         verbose : int
             Log the outcome at INFO level when non-zero (each step is logged at DEBUG).
         """
-        self._server_port = _port_in(cluster.server_container.environment, self.scheduler_port)
-        resources = self._resolve_resources(cluster.name, create=True)
-        self._resources = resources
-        self._task_definition_cache.clear()
-        self._secret_arns.clear()
-        for role, container in (("server", cluster.server_container), ("worker", cluster.worker_container)):
-            self._task_definition(cluster, role, container)
+        with self._state_lock:  # a launch may get here from several threads (see resources())
+            self._server_port = _port_in(cluster.server_container.environment, self.scheduler_port)
+            resources = self._resolve_resources(cluster.name, create=True)
+            self._resources = resources
+            self._task_definition_cache.clear()
+            self._secret_arns.clear()
+            for role, container in (("server", cluster.server_container), ("worker", cluster.worker_container)):
+                self._task_definition(cluster, role, container)
         _say(verbose, "AWS resources of cluster %r: ECS cluster %s, subnets %s, security groups %s; created %s",
              cluster.name, resources.ecs_cluster, ", ".join(resources.subnets),
              ", ".join(resources.security_groups), ", ".join(sorted(resources.created)) or "nothing")
 
     def resources(self, cluster: DockerCluster) -> FargateResources:
-        """Return the resources of ``cluster``, initializing the provider first when needed."""
-        if self._resources is None or self._resources.owner != cluster.name:
-            self.initialize_cloud_provider(cluster, cluster.verbose)
-        assert self._resources is not None
-        return self._resources
+        """Return the resources of ``cluster``, initializing the provider first when needed.
+
+        Thread-safe: concurrent first launches initialize once, the others wait for it.
+        """
+        with self._state_lock:
+            if self._resources is None or self._resources.owner != cluster.name:
+                self.initialize_cloud_provider(cluster, cluster.verbose)
+            assert self._resources is not None
+            return self._resources
 
     def _ecs_cluster_for(self, name: str) -> str:
         return self.ecs_cluster_name or _aws_name(name, "", 255)
@@ -890,17 +918,19 @@ class ECSFargateProvider(ManagedCloudProvider):
 
         Its name carries a digest of the values: other certificates make
         another secret, and an existing secret never needs to be read back.
-        The execution role is then allowed to read it.
+        The execution role is then allowed to read it. Thread-safe: found or
+        created once, under the state lock (re-entered from :meth:`_task_definition`).
         """
-        res = self.resources(cluster)
-        name = _secret_name(cluster.name, _secret_digest(cluster.name, values))
-        if name not in self._secret_arns:
-            arn = self._resolve(res, "secrets", name, None, lambda: self._find_secret(name),
-                                lambda: self._create_secret(name, cluster.name, values), True)
-            assert arn is not None
-            self._secret_arns[name] = arn
-        self._allow_secrets(cluster.name, res)
-        return self._secret_arns[name]
+        with self._state_lock:
+            res = self.resources(cluster)
+            name = _secret_name(cluster.name, _secret_digest(cluster.name, values))
+            if name not in self._secret_arns:
+                arn = self._resolve(res, "secrets", name, None, lambda: self._find_secret(name),
+                                    lambda: self._create_secret(name, cluster.name, values), True)
+                assert arn is not None
+                self._secret_arns[name] = arn
+            self._allow_secrets(cluster.name, res)
+            return self._secret_arns[name]
 
     def _find_secret(self, name: str) -> tuple[str, dict[str, str]] | None:
         try:
@@ -960,19 +990,25 @@ class ECSFargateProvider(ManagedCloudProvider):
 
         Registered (or reused) once per image and set of secret values; a
         task definition given to the constructor is used as it is.
+        Thread-safe: concurrent launches that miss the cache register one
+        task definition, not one each (the others wait and reuse it).
         """
         values = _secret_values(container.environment)
         key = (role, container.image, _secret_digest(cluster.name, values))
-        if key not in self._task_definition_cache:
-            override = self.task_definition_overrides[role]
-            if override is not None:
-                result = self._given_task_definition(role, override, values)
-            else:
-                secrets = _container_secrets(self._secret_arn(cluster, values), values) if values else []
-                arn = self._ensure_task_definition(cluster, role, container.image, secrets)
-                result = _TaskDefinition(arn, role, frozenset(values))
-            self._task_definition_cache[key] = result
-        return self._task_definition_cache[key]
+        cached = self._task_definition_cache.get(key)
+        if cached is not None:
+            return cached
+        with self._state_lock:
+            if key not in self._task_definition_cache:  # another thread may have filled it meanwhile
+                override = self.task_definition_overrides[role]
+                if override is not None:
+                    result = self._given_task_definition(role, override, values)
+                else:
+                    secrets = _container_secrets(self._secret_arn(cluster, values), values) if values else []
+                    arn = self._ensure_task_definition(cluster, role, container.image, secrets)
+                    result = _TaskDefinition(arn, role, frozenset(values))
+                self._task_definition_cache[key] = result
+            return self._task_definition_cache[key]
 
     def _given_task_definition(self, role: str, name: str, values: Mapping[str, str]) -> _TaskDefinition:
         """A task definition given to the constructor; the secret variables its ``secrets`` lack go in overrides."""
@@ -980,8 +1016,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         container = described["containerDefinitions"][0]
         given = frozenset(str(s.get("name")) for s in container.get("secrets") or []) & SECRET_VARIABLES
         missing = sorted(set(values) - given)
-        if missing and name not in self._warned_definitions:
-            self._warned_definitions.add(name)
+        if missing and self._first_time(self._warned_definitions, name):
             logger.warning("the %s task definition %s was given and its secrets lack %s: these travel in the "
                            "run_task overrides, where anyone allowed ecs:DescribeTasks reads them",
                            role, name, ", ".join(missing))
@@ -1041,10 +1076,17 @@ class ECSFargateProvider(ManagedCloudProvider):
 
     # -- launching tasks ------------------------------------------------------------------------------------------
 
+    def _first_time(self, seen: set[Any], key: Any) -> bool:
+        """Whether ``key`` is new to ``seen`` (a warned-once set), adding it: true once, whatever the threads."""
+        with self._warn_lock:
+            if key in seen:
+                return False
+            seen.add(key)
+            return True
+
     def _task_size(self, cpu: int, memory: int) -> tuple[int, int]:
         size = fargate_size(cpu, memory)
-        if size != (cpu, memory) and (cpu, memory) not in self._warned_sizes:
-            self._warned_sizes.add((cpu, memory))
+        if size != (cpu, memory) and self._first_time(self._warned_sizes, (cpu, memory)):
             logger.warning("cpu=%d memory=%d MB is not a Fargate task size; using the nearest valid size "
                            "cpu=%d memory=%d MB", cpu, memory, size[0], size[1])
         return size
@@ -1112,6 +1154,29 @@ class ECSFargateProvider(ManagedCloudProvider):
 
     # -- the three primitives ----------------------------------------------------------------------------------------
 
+    def launch_capabilities(self, container: DockerContainer, hardware: DockerHardware) -> ProviderCapabilities:
+        """The launch limits for workers of ``container`` on ``hardware``: one ``run_task`` batch per call.
+
+        Returns
+        -------
+        ProviderCapabilities
+            At most :data:`RUN_TASK_MAX` full tasks' worth of workers per call
+            (``RUN_TASK_MAX * workers_per_task(container, hardware)``), and
+            ``max_concurrent_calls`` calls at once.
+
+        Raises
+        ------
+        ProviderError
+            When even one worker of ``hardware`` does not fit in the largest
+            Fargate task (as a run call would raise it).
+        """
+        try:
+            per_task = workers_per_task(container, hardware)
+        except ValueError as exc:
+            raise ProviderError(self, "launch_capabilities", str(exc)) from exc
+        return ProviderCapabilities(max_workers_per_call=RUN_TASK_MAX * per_task,
+                                    max_concurrent_calls=self.max_concurrent_calls)
+
     def run_docker_worker_containers(self, cluster: DockerCluster, container: DockerContainer,
                                      hardware: DockerHardware, worker_number: int, verbose: int = 0) -> list[str]:
         """Start ``worker_number`` workers in Fargate tasks of up to ``workers_per_task`` workers.
@@ -1119,7 +1184,8 @@ class ECSFargateProvider(ManagedCloudProvider):
         Tasks of the same size start together, at most 10 per ``run_task``
         call. Returns each task's ARN once per worker it holds; when a call
         fails for good after some tasks started, returns those (a partial
-        launch) rather than lose them.
+        launch) rather than lose them. Thread-safe: the managed layer runs up
+        to ``max_concurrent_calls`` of these at once (see :meth:`launch_capabilities`).
         """
         per_task = workers_per_task(container, hardware)
         full, rest = divmod(worker_number, per_task)
@@ -1334,10 +1400,11 @@ class ECSFargateProvider(ManagedCloudProvider):
         res = self._resources if self._resources and self._resources.owner == cluster.name else \
             self._resolve_resources(cluster.name, create=False)
         left += self._remove_created(cluster.name, res)
-        self._resources = None
-        self._task_definition_cache.clear()
-        self._secret_arns.clear()
-        self._secrets_allowed.clear()
+        with self._state_lock:
+            self._resources = None
+            self._task_definition_cache.clear()
+            self._secret_arns.clear()
+            self._secrets_allowed.clear()
         _say(verbose, "removed the AWS resources created for cluster %r", cluster.name)
         if left:
             raise ProviderError(self, "cleanup_docker_cluster", "could not remove: " + "; ".join(left))
