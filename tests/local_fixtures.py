@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
+from typing import Callable
 from typing import Iterator
 
 import psutil
 import pytest
 
 from dockerparallel import DockerCluster
+from dockerparallel._wait import wait_until
 from dockerparallel._spec import free_port
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.local import LocalProcessProvider
@@ -53,13 +54,13 @@ def processes_mentioning(text: str) -> list[psutil.Process]:
     return found
 
 
-def wait_for(condition, timeout: float = 60.0, poll: float = 0.2) -> None:  # type: ignore[no-untyped-def]
-    """Poll ``condition`` until true or fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(poll)
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0, what: str = "a condition",
+             poll: float = 0.2) -> None:
+    """Poll ``condition`` until true; fail the test after ``timeout`` seconds."""
+    try:
+        wait_until(condition, timeout, what, poll)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+
+from dockerparallel._spec import free_port
 
 MOTO_HOST = "127.0.0.1"
 REGION = "us-east-1"
@@ -37,12 +38,6 @@ _AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AW
                   "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
 
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((MOTO_HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def moto_post(url: str, path: str, payload: dict[str, Any] | None = None) -> None:
@@ -83,7 +78,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("moto.server", reason="moto[server] is not installed")
     pytest.importorskip("boto3", reason="boto3 is not installed (pip install 'dockerparallel[aws]')")
     log = tmp_path_factory.mktemp("moto") / "server.log"
-    port = _free_port()
+    port = free_port(MOTO_HOST)
     url = f"http://{MOTO_HOST}:{port}"
     env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARIABLES}
     env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"  # AmazonECSTaskExecutionRolePolicy exists, as on AWS

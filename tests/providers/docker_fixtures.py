@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import time
 import uuid
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
 from dockerparallel import DockerCluster, DockerHardware
+from dockerparallel._spec import free_port
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.docker import LABEL_CLUSTER, LABEL_ROLE, DockerProvider
+from tests.local_fixtures import wait_for
 
 __all__ = [
     "SMALL", "TEST_IMAGE", "cluster_name", "dask_client", "dask_container", "dask_worker_container",
@@ -51,13 +51,6 @@ def engine_problem() -> str | None:
     return None
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def dask_container(scheduler_port: int | None = None, dashboard_port: int | None = None) -> DaskWorkerContainer:
     """The test worker container: the test image, loopback only, 2 workers per container."""
     return DaskWorkerContainer(
@@ -77,15 +70,6 @@ def remove_labelled(client: Any, name: str) -> None:
     for box in labelled(client, name):
         with contextlib.suppress(Exception):
             client.api.remove_container(box["Id"], force=True)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 0.1 s; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def server_diagnosis(name: str) -> str:

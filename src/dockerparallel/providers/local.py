@@ -149,8 +149,8 @@ class LocalProcessProvider(ManagedCloudProvider):
             if popen.poll() is not None:
                 del self._children[pid]
 
-    def _alive(self, handle: str) -> bool:
-        self._reap()
+    @staticmethod
+    def _alive(handle: str) -> bool:
         return _process(handle) is not None
 
     def _terminate(self, handles: list[str]) -> None:
@@ -179,6 +179,7 @@ class LocalProcessProvider(ManagedCloudProvider):
     # -- server -------------------------------------------------------------------
 
     def _server(self, cluster: DockerCluster) -> ResourceRecord | None:
+        self._reap()
         live = [r for r in self.store.resources(cluster.name, "server") if self._alive(r.handle)]
         return live[-1] if live else None
 
@@ -251,6 +252,7 @@ class LocalProcessProvider(ManagedCloudProvider):
     def get_docker_worker_status(self, cluster: DockerCluster, worker_handles: list[str],
                                  verbose: int = 0) -> list[str]:
         """``running`` while the process lives, ``stopped`` after."""
+        self._reap()
         return ["running" if self._alive(h) else "stopped" for h in worker_handles]
 
     def kill_docker_worker_containers(self, cluster: DockerCluster, worker_handles: list[str],

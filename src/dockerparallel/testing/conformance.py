@@ -71,8 +71,7 @@ class _Checker:
 
     def wait_running(self, number: int) -> None:
         def ready() -> bool:
-            self.cluster.update()
-            numbers = self.cluster.get_worker_numbers()
+            numbers = self.cluster.update()  # one refresh: update() reports what it left
             return numbers.running == number and numbers.initializing == 0
 
         wait_until(ready, self.timeout, f"{number} running workers", self.poll)
