@@ -3,17 +3,20 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ._errors import (
+    ClusterExistsError,
     ClusterStateError,
     ConformanceError,
     DockerParallelError,
     PartialLaunchError,
     ProviderError,
     ProviderThrottled,
+    ProviderTimeout,
+    StopError,
 )
 from .cluster import DockerCluster
 from .container import DockerContainer, DockerHardware
 from .managed import ManagedCloudProvider, ProviderCapabilities, ScaleReport
-from .provider import CloudProvider, ServerAddress, WorkerNumbers, WorkerStatus
+from .provider import CloudProvider, ClusterView, ServerAddress, WorkerNumbers, WorkerStatus
 
 try:
     __version__ = version("dockerparallel")
@@ -22,7 +25,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "CloudProvider",
+    "ClusterExistsError",
     "ClusterStateError",
+    "ClusterView",
     "ConformanceError",
     "DockerCluster",
     "DockerContainer",
@@ -33,8 +38,10 @@ __all__ = [
     "ProviderCapabilities",
     "ProviderError",
     "ProviderThrottled",
+    "ProviderTimeout",
     "ScaleReport",
     "ServerAddress",
+    "StopError",
     "WorkerNumbers",
     "WorkerStatus",
     "__version__",

@@ -6,9 +6,9 @@ service. Most providers should subclass
 worker generics on three primitives; subclass :class:`CloudProvider` directly
 only to manage workers in a way of your own.
 
-Each method receives the cluster (a :class:`dockerparallel.DockerCluster`);
-a provider reads its ``name`` (which identifies the cluster on the cloud),
-``verbose`` and the containers and hardware it is handed, nothing else.
+Each method receives the cluster as a :class:`ClusterView`: a provider reads
+its ``name`` (which identifies the cluster on the cloud), ``verbose`` and the
+containers and hardware it is handed, nothing else.
 """
 
 from __future__ import annotations
@@ -16,11 +16,37 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from .cluster import DockerCluster
     from .container import DockerContainer, DockerHardware
+
+
+@runtime_checkable
+class ClusterView(Protocol):
+    """What a provider sees of a cluster.
+
+    A provider reads the cluster's ``name`` (which identifies it on the
+    cloud), ``verbose`` and its containers, nothing else.
+    :class:`dockerparallel.DockerCluster` is one; a provider must not rely on
+    more.
+    """
+
+    @property
+    def name(self) -> str:
+        """The cluster's name: every container carries it as a label."""
+
+    @property
+    def verbose(self) -> int:
+        """0 (quiet), 1 (progress) or 2 (details)."""
+
+    @property
+    def worker_container(self) -> DockerContainer:
+        """The cluster's worker container."""
+
+    @property
+    def server_container(self) -> DockerContainer:
+        """The cluster's server container."""
 
 
 class WorkerStatus(str, enum.Enum):
@@ -104,7 +130,7 @@ class CloudProvider(abc.ABC):
         """Rebuild a provider from :meth:`spec_options` (``store`` is the cluster's state store)."""
         return cls(**options)
 
-    def initialize_cloud_provider(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def initialize_cloud_provider(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Prepare the cloud for ``cluster`` (networks, roles, ...). Default: nothing.
 
         Called before the server starts; must be idempotent.
@@ -112,26 +138,26 @@ class CloudProvider(abc.ABC):
 
     @abc.abstractmethod
     def run_docker_server(
-        self, cluster: DockerCluster, container: DockerContainer, hardware: DockerHardware, verbose: int = 0
+        self, cluster: ClusterView, container: DockerContainer, hardware: DockerHardware, verbose: int = 0
     ) -> None:
         """Start the server container. Returns nothing; raises on failure."""
 
     @abc.abstractmethod
-    def stop_docker_server(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def stop_docker_server(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Stop the server container. Stopping a stopped server is success."""
 
     @abc.abstractmethod
-    def get_server_status(self, cluster: DockerCluster, verbose: int = 0) -> str:
+    def get_server_status(self, cluster: ClusterView, verbose: int = 0) -> str:
         """Return ``"initializing"``, ``"running"`` or ``"stopped"`` for the server."""
 
     @abc.abstractmethod
-    def get_docker_server_ip(self, cluster: DockerCluster, verbose: int = 0) -> ServerAddress | Mapping[str, Any]:
+    def get_docker_server_ip(self, cluster: ClusterView, verbose: int = 0) -> ServerAddress | Mapping[str, Any]:
         """Return the server's :class:`ServerAddress` (or a mapping with its keys)."""
 
     @abc.abstractmethod
     def set_docker_worker_number(
         self,
-        cluster: DockerCluster,
+        cluster: ClusterView,
         container: DockerContainer,
         hardware: DockerHardware,
         worker_number: int,
@@ -144,17 +170,17 @@ class CloudProvider(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get_docker_worker_numbers(self, cluster: DockerCluster, verbose: int = 0) -> tuple[int, int]:
+    def get_docker_worker_numbers(self, cluster: ClusterView, verbose: int = 0) -> tuple[int, int]:
         """Return ``(initializing, running)``: the number of workers in each state."""
 
-    def docker_cluster_exists(self, cluster: DockerCluster, verbose: int = 0) -> bool:
+    def docker_cluster_exists(self, cluster: ClusterView, verbose: int = 0) -> bool:
         """Return whether a cluster named ``cluster.name`` runs on the cloud. Default: ``False``."""
         return False
 
-    def reconnect_docker_cluster(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def reconnect_docker_cluster(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Adopt the server and workers of a running cluster named ``cluster.name``. Default: nothing."""
 
-    def cleanup_docker_cluster(self, cluster: DockerCluster, deep: bool = False, verbose: int = 0) -> None:
+    def cleanup_docker_cluster(self, cluster: ClusterView, deep: bool = False, verbose: int = 0) -> None:
         """Release what the provider holds for ``cluster``. Default: nothing.
 
         With ``deep=True``, also remove every resource labelled with the

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
 
 from .._errors import DockerParallelError, PartialLaunchError, ProviderError
-from ..provider import CloudProvider, WorkerStatus
+from ..provider import CloudProvider, ClusterView, WorkerStatus
 from .capabilities import ProviderCapabilities
 from .ledger import WorkerLedger
 from .selection import plan_kill
 
 if TYPE_CHECKING:
-    from ..cluster import DockerCluster
     from ..container import DockerContainer, DockerHardware
 
 logger = logging.getLogger("dockerparallel.managed")
@@ -105,7 +104,7 @@ class ManagedCloudProvider(CloudProvider):
     @abc.abstractmethod
     def run_docker_worker_containers(
         self,
-        cluster: DockerCluster,
+        cluster: ClusterView,
         container: DockerContainer,
         hardware: DockerHardware,
         worker_number: int,
@@ -132,7 +131,7 @@ class ManagedCloudProvider(CloudProvider):
 
     @abc.abstractmethod
     def get_docker_worker_status(
-        self, cluster: DockerCluster, worker_handles: list[str], verbose: int = 0
+        self, cluster: ClusterView, worker_handles: list[str], verbose: int = 0
     ) -> list[str]:
         """Return the status of each of ``worker_handles`` (unique handles).
 
@@ -145,7 +144,7 @@ class ManagedCloudProvider(CloudProvider):
 
     @abc.abstractmethod
     def kill_docker_worker_containers(
-        self, cluster: DockerCluster, worker_handles: list[str], verbose: int = 0
+        self, cluster: ClusterView, worker_handles: list[str], verbose: int = 0
     ) -> list[bool]:
         """Kill every worker of each of ``worker_handles`` (unique handles).
 
@@ -167,25 +166,25 @@ class ManagedCloudProvider(CloudProvider):
     # -- optional, derived from the status --------------------------------------
 
     def is_docker_worker_initializing(
-        self, cluster: DockerCluster, worker_handles: list[str], verbose: int = 0
+        self, cluster: ClusterView, worker_handles: list[str], verbose: int = 0
     ) -> list[bool]:
         """Whether each handle is initializing. Override only to be faster."""
         return self._is_status(cluster, worker_handles, WorkerStatus.INITIALIZING, verbose)
 
     def is_docker_worker_running(
-        self, cluster: DockerCluster, worker_handles: list[str], verbose: int = 0
+        self, cluster: ClusterView, worker_handles: list[str], verbose: int = 0
     ) -> list[bool]:
         """Whether each handle is running. Override only to be faster."""
         return self._is_status(cluster, worker_handles, WorkerStatus.RUNNING, verbose)
 
     def is_docker_worker_stopped(
-        self, cluster: DockerCluster, worker_handles: list[str], verbose: int = 0
+        self, cluster: ClusterView, worker_handles: list[str], verbose: int = 0
     ) -> list[bool]:
         """Whether each handle is stopped. Override only to be faster."""
         return self._is_status(cluster, worker_handles, WorkerStatus.STOPPED, verbose)
 
     def _is_status(
-        self, cluster: DockerCluster, handles: list[str], wanted: WorkerStatus, verbose: int
+        self, cluster: ClusterView, handles: list[str], wanted: WorkerStatus, verbose: int
     ) -> list[bool]:
         unique = list(dict.fromkeys(handles))
         by_handle = dict(zip(unique, self.checked_worker_status(cluster, unique, verbose)))
@@ -227,7 +226,7 @@ class ManagedCloudProvider(CloudProvider):
 
     def set_docker_worker_number(
         self,
-        cluster: DockerCluster,
+        cluster: ClusterView,
         container: DockerContainer,
         hardware: DockerHardware,
         worker_number: int,
@@ -245,14 +244,14 @@ class ManagedCloudProvider(CloudProvider):
                 return ScaleReport(worker_number, before, killed=killed)
             return ScaleReport(worker_number, before)
 
-    def get_docker_worker_numbers(self, cluster: DockerCluster, verbose: int = 0) -> tuple[int, int]:
+    def get_docker_worker_numbers(self, cluster: ClusterView, verbose: int = 0) -> tuple[int, int]:
         """Return ``(initializing, running)`` after refreshing the statuses."""
         with self._managed_lock:
             self.refresh_workers(cluster, verbose)
             ledger = self.worker_ledger
             return ledger.workers("initializing"), ledger.workers("running")
 
-    def refresh_workers(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def refresh_workers(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Retry failed kills, ask every handle's status in one call, forget stopped ones."""
         with self._managed_lock:
             self._retry_kills(cluster, verbose)
@@ -265,12 +264,12 @@ class ManagedCloudProvider(CloudProvider):
             if gone:
                 _log(verbose, "%d stopped worker handle(s) forgotten", len(gone))
 
-    def kill_worker_handles(self, cluster: DockerCluster, handles: Iterable[str], verbose: int = 0) -> None:
+    def kill_worker_handles(self, cluster: ClusterView, handles: Iterable[str], verbose: int = 0) -> None:
         """Kill ``handles`` and forget those killed; failed kills are retried at the next refresh."""
         with self._managed_lock:
             self._kill(cluster, list(dict.fromkeys(handles)), verbose)
 
-    def kill_all_workers(self, cluster: DockerCluster, verbose: int = 0) -> bool:
+    def kill_all_workers(self, cluster: ClusterView, verbose: int = 0) -> bool:
         """Kill every managed handle; return whether none is left to retry."""
         with self._managed_lock:
             handles = self.worker_ledger.handles()
@@ -282,7 +281,7 @@ class ManagedCloudProvider(CloudProvider):
 
     def checked_run(
         self,
-        cluster: DockerCluster,
+        cluster: ClusterView,
         container: DockerContainer,
         hardware: DockerHardware,
         worker_number: int,
@@ -322,7 +321,7 @@ class ManagedCloudProvider(CloudProvider):
         return handles
 
     def checked_worker_status(
-        self, cluster: DockerCluster, handles: Sequence[str], verbose: int = 0
+        self, cluster: ClusterView, handles: Sequence[str], verbose: int = 0
     ) -> list[str]:
         """Call :meth:`get_docker_worker_status` on unique ``handles`` and check the answer."""
         if not handles:
@@ -341,7 +340,7 @@ class ManagedCloudProvider(CloudProvider):
             )
         return statuses
 
-    def checked_kill(self, cluster: DockerCluster, handles: Sequence[str], verbose: int = 0) -> list[bool]:
+    def checked_kill(self, cluster: ClusterView, handles: Sequence[str], verbose: int = 0) -> list[bool]:
         """Call :meth:`kill_docker_worker_containers` on unique ``handles`` and check the answer."""
         if not handles:
             return []
@@ -370,7 +369,7 @@ class ManagedCloudProvider(CloudProvider):
     # -- steps ------------------------------------------------------------------------------
 
     def _launch(
-        self, cluster: DockerCluster, container: DockerContainer, hardware: DockerHardware,
+        self, cluster: ClusterView, container: DockerContainer, hardware: DockerHardware,
         number: int, verbose: int,
     ) -> int:
         capabilities = self.launch_capabilities(container, hardware)
@@ -422,7 +421,7 @@ class ManagedCloudProvider(CloudProvider):
         except Exception as exc:
             outcome.errors.append(exc)
 
-    def _shrink(self, cluster: DockerCluster, excess: int, verbose: int) -> int:
+    def _shrink(self, cluster: ClusterView, excess: int, verbose: int) -> int:
         plan = plan_kill(self.worker_ledger.active_entries(), excess)
         if not plan.exact:
             # said once per situation: a controller meets the same one every cycle
@@ -439,7 +438,7 @@ class ManagedCloudProvider(CloudProvider):
         self._kill(cluster, plan.handles, verbose)
         return plan.workers
 
-    def _kill(self, cluster: DockerCluster, handles: list[str], verbose: int) -> None:
+    def _kill(self, cluster: ClusterView, handles: list[str], verbose: int) -> None:
         ledger = self.worker_ledger
         ledger.mark_kill_pending(handles)
         results = self.checked_kill(cluster, handles, verbose)
@@ -449,7 +448,7 @@ class ManagedCloudProvider(CloudProvider):
             logger.warning("%s: %d kill(s) failed; they are retried on the next refresh",
                            type(self).__name__, len(failed))
 
-    def _retry_kills(self, cluster: DockerCluster, verbose: int) -> None:
+    def _retry_kills(self, cluster: ClusterView, verbose: int) -> None:
         pending = self.worker_ledger.pending_kills()
         if pending:
             _log(verbose, "retrying %d failed kill(s)", len(pending))

@@ -33,12 +33,11 @@ from .._errors import DockerParallelError, ProviderError
 from .._validation import check_count
 from ..container import ENV_SERVER_PORT
 from ..managed import ManagedCloudProvider
-from ..provider import ServerAddress
+from ..provider import ClusterView, ServerAddress
 
 if TYPE_CHECKING:
     import docker
 
-    from ..cluster import DockerCluster
     from ..container import DockerContainer, DockerHardware
 
 logger = logging.getLogger("dockerparallel.providers.docker")
@@ -291,12 +290,12 @@ class DockerProvider(ManagedCloudProvider):
         with ThreadPoolExecutor(min(self.max_concurrent_calls, len(items)), "dockerparallel-docker") as pool:
             return list(pool.map(call, items))
 
-    def _containers(self, cluster: DockerCluster, role: str | None = None) -> list[dict[str, Any]]:
+    def _containers(self, cluster: ClusterView, role: str | None = None) -> list[dict[str, Any]]:
         """Every container labelled with the cluster (and ``role``), in one API call."""
         labels = [f"{LABEL_CLUSTER}={cluster.name}"] + ([f"{LABEL_ROLE}={role}"] if role else [])
         return list(self.client.api.containers(all=True, filters={"label": labels}))
 
-    def _states(self, cluster: DockerCluster) -> dict[str, str]:
+    def _states(self, cluster: ClusterView) -> dict[str, str]:
         """Container id -> Docker state of every container of the cluster."""
         return {c["Id"]: c.get("State", "") for c in self._containers(cluster)}
 
@@ -362,7 +361,7 @@ class DockerProvider(ManagedCloudProvider):
         return {int(port): (self.host_ip, None)}
 
     def _start_container(
-        self, cluster: DockerCluster, container: DockerContainer, role: str, workers: int,
+        self, cluster: ClusterView, container: DockerContainer, role: str, workers: int,
         hardware: DockerHardware,
     ) -> str:
         """Create and start one labelled container; return its full id."""
@@ -389,12 +388,12 @@ class DockerProvider(ManagedCloudProvider):
     # -- server ---------------------------------------------------------------------------
 
     @_engine_call
-    def initialize_cloud_provider(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def initialize_cloud_provider(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Connect to the engine, so that a missing engine is reported before anything starts."""
         self.client  # noqa: B018 - connecting is the point
 
     @_engine_call
-    def run_docker_server(self, cluster: DockerCluster, container: DockerContainer,
+    def run_docker_server(self, cluster: ClusterView, container: DockerContainer,
                           hardware: DockerHardware, verbose: int = 0) -> None:
         """Start the server container (pulling its image if it is missing)."""
         self._ensure_image(container.image)
@@ -402,7 +401,7 @@ class DockerProvider(ManagedCloudProvider):
         _log(verbose, "server container %s started", self._server_id[:12])
 
     @_engine_call
-    def stop_docker_server(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def stop_docker_server(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Remove every server container of the cluster (none is success)."""
         ids = {c["Id"] for c in self._containers(cluster, "server")}
         if self._server_id is not None:
@@ -411,7 +410,7 @@ class DockerProvider(ManagedCloudProvider):
         self._server_id = None
 
     @_engine_call
-    def get_server_status(self, cluster: DockerCluster, verbose: int = 0) -> str:
+    def get_server_status(self, cluster: ClusterView, verbose: int = 0) -> str:
         """The status of the server container this provider started or adopted.
 
         A running container counts as ``"initializing"`` until its server port
@@ -424,7 +423,7 @@ class DockerProvider(ManagedCloudProvider):
             return "initializing"
         return status
 
-    def _server_accepts(self, cluster: DockerCluster, server_id: str) -> bool:
+    def _server_accepts(self, cluster: ClusterView, server_id: str) -> bool:
         """Whether the server port has accepted a connection (``True`` when it has no port to probe).
 
         Once it has, the container's state alone counts: a TLS server logs
@@ -444,7 +443,7 @@ class DockerProvider(ManagedCloudProvider):
             return False
 
     @_engine_call
-    def get_docker_server_ip(self, cluster: DockerCluster, verbose: int = 0) -> ServerAddress:
+    def get_docker_server_ip(self, cluster: ClusterView, verbose: int = 0) -> ServerAddress:
         """Where the server listens (see :func:`server_address_from_inspect`); cached per server container."""
         server_id = self._server_id
         if server_id is None:
@@ -460,12 +459,12 @@ class DockerProvider(ManagedCloudProvider):
     # -- finding a cluster again ------------------------------------------------------------
 
     @_engine_call
-    def docker_cluster_exists(self, cluster: DockerCluster, verbose: int = 0) -> bool:
+    def docker_cluster_exists(self, cluster: ClusterView, verbose: int = 0) -> bool:
         """Whether a live (created, running, ...) container is labelled with the cluster's name."""
         return any(worker_status(c.get("State")) != "stopped" for c in self._containers(cluster))
 
     @_engine_call
-    def reconnect_docker_cluster(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def reconnect_docker_cluster(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Adopt the newest live server container and every live worker container of the cluster.
 
         A container that was created but never started (its creator died in
@@ -498,7 +497,7 @@ class DockerProvider(ManagedCloudProvider):
             return False
 
     @_engine_call
-    def cleanup_docker_cluster(self, cluster: DockerCluster, deep: bool = False, verbose: int = 0) -> None:
+    def cleanup_docker_cluster(self, cluster: ClusterView, deep: bool = False, verbose: int = 0) -> None:
         """Remove the cluster's stopped containers; with ``deep``, every container labelled with its name.
 
         A deep cleanup lists again after removing, a few times, so that
@@ -520,7 +519,7 @@ class DockerProvider(ManagedCloudProvider):
     # -- the three primitives -----------------------------------------------------------------
 
     @_engine_call
-    def run_docker_worker_containers(self, cluster: DockerCluster, container: DockerContainer,
+    def run_docker_worker_containers(self, cluster: ClusterView, container: DockerContainer,
                                      hardware: DockerHardware, worker_number: int,
                                      verbose: int = 0) -> list[str]:
         """Start containers of up to ``max_workers_per_container`` workers, a few at a time.
@@ -548,14 +547,14 @@ class DockerProvider(ManagedCloudProvider):
         return handles
 
     @_engine_call
-    def get_docker_worker_status(self, cluster: DockerCluster, worker_handles: list[str],
+    def get_docker_worker_status(self, cluster: ClusterView, worker_handles: list[str],
                                  verbose: int = 0) -> list[str]:
         """Statuses from one API call listing the cluster's containers; a missing container is stopped."""
         states = self._states(cluster)
         return [worker_status(states.get(handle)) for handle in worker_handles]
 
     @_engine_call
-    def kill_docker_worker_containers(self, cluster: DockerCluster, worker_handles: list[str],
+    def kill_docker_worker_containers(self, cluster: ClusterView, worker_handles: list[str],
                                       verbose: int = 0) -> list[bool]:
         """Remove the containers by force; a handle that is no container of the cluster is success."""
         states = self._states(cluster)

@@ -53,7 +53,7 @@ from .._errors import ProviderError, ProviderThrottled
 from .._validation import check_count
 from ..container import ENV_SERVER_PORT
 from ..managed import ManagedCloudProvider, ProviderCapabilities
-from ..provider import ServerAddress, WorkerStatus
+from ..provider import ClusterView, ServerAddress, WorkerStatus
 
 try:  # the optional extra "aws"
     import boto3
@@ -75,7 +75,6 @@ else:
     _BOTO3_MISSING = None
 
 if TYPE_CHECKING:
-    from ..cluster import DockerCluster
     from ..container import DockerContainer, DockerHardware
 
 logger = logging.getLogger("dockerparallel.providers.ecs")
@@ -718,7 +717,7 @@ class ECSFargateProvider(ManagedCloudProvider):
 
     # -- initialization ----------------------------------------------------------------------------------
 
-    def initialize_cloud_provider(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def initialize_cloud_provider(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Find or create what ``cluster`` needs on AWS and remember it.
 
         The ECS cluster, the task execution role, the log group, the network
@@ -728,7 +727,7 @@ class ECSFargateProvider(ManagedCloudProvider):
 
         Parameters
         ----------
-        cluster : DockerCluster
+        cluster : ClusterView
             The cluster; its name identifies the resources.
         verbose : int
             Log the outcome at INFO level when non-zero (each step is logged at DEBUG).
@@ -745,7 +744,7 @@ class ECSFargateProvider(ManagedCloudProvider):
              cluster.name, resources.ecs_cluster, ", ".join(resources.subnets),
              ", ".join(resources.security_groups), ", ".join(sorted(resources.created)) or "nothing")
 
-    def resources(self, cluster: DockerCluster) -> FargateResources:
+    def resources(self, cluster: ClusterView) -> FargateResources:
         """Return the resources of ``cluster``, initializing the provider first when needed.
 
         Thread-safe: concurrent first launches initialize once, the others wait for it.
@@ -913,7 +912,7 @@ class ECSFargateProvider(ManagedCloudProvider):
 
     # -- secrets --------------------------------------------------------------------------------------------------
 
-    def _secret_arn(self, cluster: DockerCluster, values: Mapping[str, str]) -> str:
+    def _secret_arn(self, cluster: ClusterView, values: Mapping[str, str]) -> str:
         """The ARN of the secret that holds ``values`` as one JSON object, found or created.
 
         Its name carries a digest of the values: other certificates make
@@ -985,7 +984,7 @@ class ECSFargateProvider(ManagedCloudProvider):
     def _family(self, owner: str, role: str) -> str:
         return _aws_name(owner, f"-{role}", 255)
 
-    def _task_definition(self, cluster: DockerCluster, role: str, container: DockerContainer) -> _TaskDefinition:
+    def _task_definition(self, cluster: ClusterView, role: str, container: DockerContainer) -> _TaskDefinition:
         """The task definition that runs ``container`` as ``role``, with its secret variables in ``secrets``.
 
         Registered (or reused) once per image and set of secret values; a
@@ -1043,7 +1042,7 @@ class ECSFargateProvider(ManagedCloudProvider):
             "executionRoleArn": res.execution_role_arn, "tags": _ecs_tags(self._created_tags(owner)),
         }
 
-    def _ensure_task_definition(self, cluster: DockerCluster, role: str, image: str,
+    def _ensure_task_definition(self, cluster: ClusterView, role: str, image: str,
                                 secrets: list[dict[str, str]]) -> str:
         """Reuse the family's latest revision when it matches (image, ports, secrets...); else register one."""
         res = self.resources(cluster)
@@ -1091,7 +1090,7 @@ class ECSFargateProvider(ManagedCloudProvider):
                            "cpu=%d memory=%d MB", cpu, memory, size[0], size[1])
         return size
 
-    def _launch_spec(self, cluster: DockerCluster, role: str, container: DockerContainer,
+    def _launch_spec(self, cluster: ClusterView, role: str, container: DockerContainer,
                      size: tuple[int, int], workers: int) -> _Launch:
         res = self.resources(cluster)
         definition = self._task_definition(cluster, role, container)
@@ -1177,7 +1176,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         return ProviderCapabilities(max_workers_per_call=RUN_TASK_MAX * per_task,
                                     max_concurrent_calls=self.max_concurrent_calls)
 
-    def run_docker_worker_containers(self, cluster: DockerCluster, container: DockerContainer,
+    def run_docker_worker_containers(self, cluster: ClusterView, container: DockerContainer,
                                      hardware: DockerHardware, worker_number: int, verbose: int = 0) -> list[str]:
         """Start ``worker_number`` workers in Fargate tasks of up to ``workers_per_task`` workers.
 
@@ -1205,7 +1204,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         _say(verbose, "started %d worker(s) in %d task(s)", len(handles), len(set(handles)))
         return handles
 
-    def get_docker_worker_status(self, cluster: DockerCluster, worker_handles: list[str],
+    def get_docker_worker_status(self, cluster: ClusterView, worker_handles: list[str],
                                  verbose: int = 0) -> list[str]:
         """Return each task's status, asked with ``describe_tasks`` in chunks of 100.
 
@@ -1214,13 +1213,13 @@ class ECSFargateProvider(ManagedCloudProvider):
         tasks = self._describe_tasks(cluster, worker_handles)
         return [task_status(tasks.get(handle)) for handle in worker_handles]
 
-    def kill_docker_worker_containers(self, cluster: DockerCluster, worker_handles: list[str],
+    def kill_docker_worker_containers(self, cluster: ClusterView, worker_handles: list[str],
                                       verbose: int = 0) -> list[bool]:
         """Stop each task with ``stop_task``; unknown and already stopped tasks are success."""
         tasks = self._describe_tasks(cluster, worker_handles)
         return [self._stop_task(cluster, handle, tasks.get(handle)) for handle in worker_handles]
 
-    def _stop_task(self, cluster: DockerCluster, arn: str, task: Mapping[str, Any] | None) -> bool:
+    def _stop_task(self, cluster: ClusterView, arn: str, task: Mapping[str, Any] | None) -> bool:
         if task_status(task) == WorkerStatus.STOPPED.value:
             return True
         try:
@@ -1236,7 +1235,7 @@ class ECSFargateProvider(ManagedCloudProvider):
             return False
         return True
 
-    def _describe_tasks(self, cluster: DockerCluster, handles: Iterable[str],
+    def _describe_tasks(self, cluster: ClusterView, handles: Iterable[str],
                         tags: bool = False) -> dict[str, dict[str, Any]]:
         """Task ARN -> description, for the handles ECS knows (chunks of 100)."""
         arns = [h for h in dict.fromkeys(handles) if _TASK_ARN.match(h)]
@@ -1267,7 +1266,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         """ARNs of the tasks of ``ecs_cluster`` meant to run, with ``filters``."""
         return self._pages("ecs", "list_tasks", "taskArns", cluster=ecs_cluster, desiredStatus="RUNNING", **filters)
 
-    def _cluster_tasks(self, cluster: DockerCluster, role: str | None = None) -> list[dict[str, Any]]:
+    def _cluster_tasks(self, cluster: ClusterView, role: str | None = None) -> list[dict[str, Any]]:
         """The live tasks tagged with the cluster's name (and ``role``), oldest first."""
         try:
             arns = self._list_task_arns(self._ecs_cluster_for(cluster.name))
@@ -1285,7 +1284,7 @@ class ECSFargateProvider(ManagedCloudProvider):
 
     # -- the server -----------------------------------------------------------------------------------------------------
 
-    def run_docker_server(self, cluster: DockerCluster, container: DockerContainer, hardware: DockerHardware,
+    def run_docker_server(self, cluster: ClusterView, container: DockerContainer, hardware: DockerHardware,
                           verbose: int = 0) -> None:
         """Start one task of the server task definition.
 
@@ -1302,7 +1301,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         self._server_arn = arns[0]
         _say(verbose, "server task %s started", self._server_arn)
 
-    def stop_docker_server(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def stop_docker_server(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Stop the server task; stopping a stopped or unknown server is success."""
         if self._server_arn is not None:
             task = self._describe_tasks(cluster, [self._server_arn]).get(self._server_arn)
@@ -1310,16 +1309,16 @@ class ECSFargateProvider(ManagedCloudProvider):
                 raise ProviderError(self, "stop_docker_server", f"could not stop the server task {self._server_arn}")
         self._server_arn = None
 
-    def _server_task(self, cluster: DockerCluster) -> dict[str, Any] | None:
+    def _server_task(self, cluster: ClusterView) -> dict[str, Any] | None:
         if self._server_arn is None:
             return None
         return self._describe_tasks(cluster, [self._server_arn]).get(self._server_arn)
 
-    def get_server_status(self, cluster: DockerCluster, verbose: int = 0) -> str:
+    def get_server_status(self, cluster: ClusterView, verbose: int = 0) -> str:
         """Return the server task's status (``"stopped"`` when there is none)."""
         return task_status(self._server_task(cluster))
 
-    def get_docker_server_ip(self, cluster: DockerCluster, verbose: int = 0) -> ServerAddress:
+    def get_docker_server_ip(self, cluster: ClusterView, verbose: int = 0) -> ServerAddress:
         """Return the server's addresses, read from the server task's network interface.
 
         The private address comes from the task's ENI attachment; the public
@@ -1357,11 +1356,11 @@ class ECSFargateProvider(ManagedCloudProvider):
 
     # -- another process: exists, reconnect, cleanup --------------------------------------------------------------------
 
-    def docker_cluster_exists(self, cluster: DockerCluster, verbose: int = 0) -> bool:
+    def docker_cluster_exists(self, cluster: ClusterView, verbose: int = 0) -> bool:
         """Return whether a live server task is tagged with ``cluster.name``."""
         return bool(self._cluster_tasks(cluster, "server"))
 
-    def reconnect_docker_cluster(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def reconnect_docker_cluster(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Adopt the server task and the worker tasks tagged with ``cluster.name``."""
         tasks = self._cluster_tasks(cluster)
         servers = [t for t in tasks if _tag_map(t.get("tags")).get(TAG_ROLE) == "server"]
@@ -1379,7 +1378,7 @@ class ECSFargateProvider(ManagedCloudProvider):
         _say(verbose, "reconnected to cluster %r: server %s, %d worker task(s) adopted",
              cluster.name, self._server_arn, adopted)
 
-    def cleanup_docker_cluster(self, cluster: DockerCluster, deep: bool = False, verbose: int = 0) -> None:
+    def cleanup_docker_cluster(self, cluster: ClusterView, deep: bool = False, verbose: int = 0) -> None:
         """With ``deep=True``, stop every task tagged with the cluster and remove what initialize created.
 
         Resources that initialize found (or that you named) are left alone; the

@@ -26,11 +26,10 @@ import psutil
 from .._validation import check_count, check_seconds
 from ..container import ENV_SERVER_PORT
 from ..managed import ManagedCloudProvider
-from ..provider import ServerAddress
+from ..provider import ClusterView, ServerAddress
 from ..state import ResourceRecord, StateStore
 
 if TYPE_CHECKING:
-    from ..cluster import DockerCluster
     from ..container import DockerContainer, DockerHardware
 
 logger = logging.getLogger("dockerparallel.providers.local")
@@ -126,7 +125,7 @@ class LocalProcessProvider(ManagedCloudProvider):
 
     # -- processes ----------------------------------------------------------------
 
-    def _spawn(self, cluster: DockerCluster, role: str, container: DockerContainer, workers: int) -> str:
+    def _spawn(self, cluster: ClusterView, role: str, container: DockerContainer, workers: int) -> str:
         log_dir = self.store.log_dir / cluster.name
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{role}-{time.time_ns()}.log"
@@ -178,25 +177,25 @@ class LocalProcessProvider(ManagedCloudProvider):
 
     # -- server -------------------------------------------------------------------
 
-    def _server(self, cluster: DockerCluster) -> ResourceRecord | None:
+    def _server(self, cluster: ClusterView) -> ResourceRecord | None:
         self._reap()
         live = [r for r in self.store.resources(cluster.name, "server") if self._alive(r.handle)]
         return live[-1] if live else None
 
-    def run_docker_server(self, cluster: DockerCluster, container: DockerContainer,
+    def run_docker_server(self, cluster: ClusterView, container: DockerContainer,
                           hardware: DockerHardware, verbose: int = 0) -> None:
         """Start the server process."""
         if ENV_SERVER_PORT not in container.environment:
             raise ValueError(f"the server container must set {ENV_SERVER_PORT} in its environment")
         self._spawn(cluster, "server", container, 1)
 
-    def stop_docker_server(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def stop_docker_server(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Stop every server process of the cluster."""
         records = self.store.resources(cluster.name, "server")
         self._terminate([r.handle for r in records])
         self.store.delete_resources(cluster.name, [r.handle for r in records])
 
-    def get_server_status(self, cluster: DockerCluster, verbose: int = 0) -> str:
+    def get_server_status(self, cluster: ClusterView, verbose: int = 0) -> str:
         """``running`` once the server accepts connections, ``initializing`` before."""
         record = self._server(cluster)
         if record is None:
@@ -207,18 +206,18 @@ class LocalProcessProvider(ManagedCloudProvider):
         except OSError:
             return "initializing"
 
-    def get_docker_server_ip(self, cluster: DockerCluster, verbose: int = 0) -> ServerAddress:
+    def get_docker_server_ip(self, cluster: ClusterView, verbose: int = 0) -> ServerAddress:
         """The server listens on 127.0.0.1."""
         record = self._server(cluster)
         if record is None:
             raise RuntimeError(f"cluster {cluster.name!r} has no running server")
         return ServerAddress(None, None, _HOST, int(record.data["port"]))
 
-    def docker_cluster_exists(self, cluster: DockerCluster, verbose: int = 0) -> bool:
+    def docker_cluster_exists(self, cluster: ClusterView, verbose: int = 0) -> bool:
         """Whether a server process of the cluster runs."""
         return self._server(cluster) is not None
 
-    def reconnect_docker_cluster(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def reconnect_docker_cluster(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Adopt the worker processes that still run: recorded ones and any labelled with the cluster."""
         known = set(self.worker_ledger.handles())
         found = {r.handle: r.count for r in self.store.resources(cluster.name, "worker")}
@@ -227,7 +226,7 @@ class LocalProcessProvider(ManagedCloudProvider):
             if handle not in known and self._alive(handle):
                 self.add_managed_worker_handles([handle] * count)
 
-    def cleanup_docker_cluster(self, cluster: DockerCluster, deep: bool = False, verbose: int = 0) -> None:
+    def cleanup_docker_cluster(self, cluster: ClusterView, deep: bool = False, verbose: int = 0) -> None:
         """With ``deep``, kill every process recorded or labelled with the cluster, and forget them."""
         if deep:
             records = [r.handle for r in self.store.resources(cluster.name)]
@@ -237,7 +236,7 @@ class LocalProcessProvider(ManagedCloudProvider):
 
     # -- the three primitives ------------------------------------------------------------
 
-    def run_docker_worker_containers(self, cluster: DockerCluster, container: DockerContainer,
+    def run_docker_worker_containers(self, cluster: ClusterView, container: DockerContainer,
                                      hardware: DockerHardware, worker_number: int,
                                      verbose: int = 0) -> list[str]:
         """Start process groups of up to ``max_workers_per_container`` workers each."""
@@ -249,13 +248,13 @@ class LocalProcessProvider(ManagedCloudProvider):
             handles += [self._spawn(cluster, "worker", container.for_workers(size, hardware), size)] * size
         return handles
 
-    def get_docker_worker_status(self, cluster: DockerCluster, worker_handles: list[str],
+    def get_docker_worker_status(self, cluster: ClusterView, worker_handles: list[str],
                                  verbose: int = 0) -> list[str]:
         """``running`` while the process lives, ``stopped`` after."""
         self._reap()
         return ["running" if self._alive(h) else "stopped" for h in worker_handles]
 
-    def kill_docker_worker_containers(self, cluster: DockerCluster, worker_handles: list[str],
+    def kill_docker_worker_containers(self, cluster: ClusterView, worker_handles: list[str],
                                       verbose: int = 0) -> list[bool]:
         """Terminate the process groups; unknown handles are success."""
         self._terminate(list(worker_handles))

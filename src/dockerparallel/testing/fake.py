@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .._errors import ProviderThrottled
 from ..managed import ManagedCloudProvider, ProviderCapabilities
-from ..provider import ServerAddress
+from ..provider import ClusterView, ServerAddress
 
 if TYPE_CHECKING:
-    from ..cluster import DockerCluster
     from ..container import DockerContainer, DockerHardware
 
 
@@ -282,32 +281,32 @@ class FakeCloudProvider(ManagedCloudProvider):
 
     # -- server -------------------------------------------------------------
 
-    def run_docker_server(self, cluster: DockerCluster, container: DockerContainer,
+    def run_docker_server(self, cluster: ClusterView, container: DockerContainer,
                           hardware: DockerHardware, verbose: int = 0) -> None:
         with self._lock:
             self.calls["run_docker_server"] += 1
         box = self.cloud.start(cluster.name, "server", 0, self.boot_delay, dict(container.environment))
         self._server_id = box.id
 
-    def stop_docker_server(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def stop_docker_server(self, cluster: ClusterView, verbose: int = 0) -> None:
         with self._lock:
             self.calls["stop_docker_server"] += 1
         for box in self.cloud.live(cluster.name, "server"):
             self.cloud.stop(box.id)
         self._server_id = None
 
-    def get_server_status(self, cluster: DockerCluster, verbose: int = 0) -> str:
+    def get_server_status(self, cluster: ClusterView, verbose: int = 0) -> str:
         if self._server_id is None:
             return "stopped"
         return self.cloud.state(self._server_id)
 
-    def get_docker_server_ip(self, cluster: DockerCluster, verbose: int = 0) -> ServerAddress:
+    def get_docker_server_ip(self, cluster: ClusterView, verbose: int = 0) -> ServerAddress:
         return ServerAddress(None, None, "127.0.0.1", 8786)
 
-    def docker_cluster_exists(self, cluster: DockerCluster, verbose: int = 0) -> bool:
+    def docker_cluster_exists(self, cluster: ClusterView, verbose: int = 0) -> bool:
         return bool(self.cloud.live(cluster.name, "server"))
 
-    def reconnect_docker_cluster(self, cluster: DockerCluster, verbose: int = 0) -> None:
+    def reconnect_docker_cluster(self, cluster: ClusterView, verbose: int = 0) -> None:
         servers = self.cloud.live(cluster.name, "server")
         self._server_id = servers[0].id if servers else None
         known = set(self.worker_ledger.handles())
@@ -315,14 +314,14 @@ class FakeCloudProvider(ManagedCloudProvider):
             if box.id not in known:
                 self.add_managed_worker_handles([box.id] * box.workers)
 
-    def cleanup_docker_cluster(self, cluster: DockerCluster, deep: bool = False, verbose: int = 0) -> None:
+    def cleanup_docker_cluster(self, cluster: ClusterView, deep: bool = False, verbose: int = 0) -> None:
         if deep:
             for box in self.cloud.live(cluster.name):
                 self.cloud.stop(box.id)
 
     # -- the three primitives ------------------------------------------------------
 
-    def run_docker_worker_containers(self, cluster: DockerCluster, container: DockerContainer,
+    def run_docker_worker_containers(self, cluster: ClusterView, container: DockerContainer,
                                      hardware: DockerHardware, worker_number: int,
                                      verbose: int = 0) -> list[str]:
         with self._run_slot(worker_number):
@@ -359,7 +358,7 @@ class FakeCloudProvider(ManagedCloudProvider):
             with self._lock:
                 self._runs_in_flight -= 1
 
-    def get_docker_worker_status(self, cluster: DockerCluster, worker_handles: list[str],
+    def get_docker_worker_status(self, cluster: ClusterView, worker_handles: list[str],
                                  verbose: int = 0) -> list[str]:
         self._enter("get_docker_worker_status")
         if self.death_rate:
@@ -368,7 +367,7 @@ class FakeCloudProvider(ManagedCloudProvider):
                     self.cloud.stop(box.id)
         return [self.cloud.state(h) for h in worker_handles]
 
-    def kill_docker_worker_containers(self, cluster: DockerCluster, worker_handles: list[str],
+    def kill_docker_worker_containers(self, cluster: ClusterView, worker_handles: list[str],
                                       verbose: int = 0) -> list[bool]:
         self._enter("kill_docker_worker_containers")
         results = []
