@@ -64,9 +64,14 @@ def assert_no_leak(provider: FakeCloudProvider, cluster: str = CLUSTER_NAME) -> 
 
 
 def assert_no_phantom(provider: FakeCloudProvider, cluster: str = CLUSTER_NAME) -> None:
-    """Every handle in the ledger names a live container holding the recorded workers."""
+    """Every active handle in the ledger names a live container holding the recorded workers.
+
+    A handle read as stopped stays (inactive) until a kill of it succeeds:
+    one false reading must not lose a live worker.
+    """
     live = live_worker_counts(provider.cloud, cluster)
-    assert ledger_counts(provider) == {h: live.get(h) for h in provider.worker_ledger.handles()}
+    active = {e.handle: e.count for e in provider.worker_ledger.active_entries()}
+    assert active == {h: live.get(h) for h in active}
 
 
 def assert_agree(provider: FakeCloudProvider, cluster: str = CLUSTER_NAME) -> None:

@@ -318,7 +318,7 @@ class RaisesAfterLaunch(FakeCloudProvider):
 MISBEHAVING = [
     (TooManyHandles, RUN, 6, ProviderError, [5, 2]),
     (TooFewHandles, RUN, 6, PartialLaunchError, [4, 1]),
-    (NonStringHandle, RUN, 6, ProviderError, [4, 1]),
+    (NonStringHandle, RUN, 6, ProviderError, [4, 2]),  # the bytes handle is decoded and recorded
     (SingleStringHandle, RUN, 3, ProviderError, [1]),
     (SetOfHandles, RUN, 6, ProviderError, [1, 1]),
     (UnknownStatus, STATUS, 2, ProviderError, [4, 2]),

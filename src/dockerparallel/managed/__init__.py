@@ -2,7 +2,8 @@
 
 from .capabilities import ProviderCapabilities
 from .ledger import LedgerEntry, WorkerLedger
-from .provider import ManagedCloudProvider, ScaleReport
+from .provider import ManagedCloudProvider
+from .workers import ScaleReport, WorkerManager
 from .selection import KillPlan, bounded_subset_sum, plan_kill
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "ProviderCapabilities",
     "ScaleReport",
     "WorkerLedger",
+    "WorkerManager",
     "bounded_subset_sum",
     "plan_kill",
 ]

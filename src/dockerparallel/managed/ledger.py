@@ -6,6 +6,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
+from ..provider import WorkerStatus
+
 #: Called with ``(event, entries)`` after each change; ``event`` is one of
 #: ``"add"``, ``"status"``, ``"remove"``, ``"kill_pending"``.
 ChangeHook = Callable[[str, Sequence["LedgerEntry"]], None]
@@ -17,14 +19,14 @@ class LedgerEntry:
 
     handle: str
     count: int
-    status: str = "initializing"
+    status: WorkerStatus = WorkerStatus.INITIALIZING
     seq: int = 0
     kill_pending: bool = False
 
     @property
     def active(self) -> bool:
         """Whether the entry counts as a worker (alive and not being killed)."""
-        return not self.kill_pending and self.status != "stopped"
+        return not self.kill_pending and self.status != WorkerStatus.STOPPED
 
 
 class WorkerLedger:
@@ -59,7 +61,7 @@ class WorkerLedger:
         if self.on_change is not None and entries:
             self.on_change(event, entries)
 
-    def add(self, handles: Iterable[str], status: str = "initializing") -> list[LedgerEntry]:
+    def add(self, handles: Iterable[str], status: WorkerStatus = WorkerStatus.INITIALIZING) -> list[LedgerEntry]:
         """Record ``handles``; a repeated handle adds one worker to its entry."""
         touched: dict[str, LedgerEntry] = {}
         for handle in handles:
@@ -92,11 +94,11 @@ class WorkerLedger:
         """Handles whose kill failed and must be retried."""
         return [e.handle for e in self._entries.values() if e.kill_pending]
 
-    def workers(self, status: str | None = None) -> int:
+    def workers(self, status: WorkerStatus | str | None = None) -> int:
         """Number of active workers, optionally only those in ``status``."""
         return sum(e.count for e in self._entries.values() if e.active and (status is None or e.status == status))
 
-    def apply_status(self, handles: Sequence[str], statuses: Sequence[str]) -> None:
+    def apply_status(self, handles: Sequence[str], statuses: Sequence[WorkerStatus]) -> None:
         """Store the statuses reported for ``handles``."""
         changed = []
         for handle, status in zip(handles, statuses):
@@ -106,9 +108,13 @@ class WorkerLedger:
                 changed.append(entry)
         self._notify("status", changed)
 
+    def stopped(self) -> list[str]:
+        """Handles whose last status is ``"stopped"`` (to be killed, then forgotten)."""
+        return [e.handle for e in self._entries.values() if e.status == WorkerStatus.STOPPED]
+
     def forget_stopped(self) -> list[LedgerEntry]:
         """Drop every entry whose last status is ``"stopped"`` and return them."""
-        return self.remove(e.handle for e in list(self._entries.values()) if e.status == "stopped")
+        return self.remove(self.stopped())
 
     def remove(self, handles: Iterable[str]) -> list[LedgerEntry]:
         """Forget ``handles``; unknown handles are ignored."""
