@@ -1,40 +1,79 @@
-"""A complete third-party provider in three methods (plus the server): each container is a subprocess."""
+"""A complete third-party provider in three methods (plus the server): each container is a subprocess,
+labelled in its environment so that a fresh provider finds a running cluster again (reconnect)."""
 
+import contextlib
 import subprocess
+import time
+
+import psutil
 from dockerparallel import ManagedCloudProvider, ServerAddress
+
+LABEL = "DOCKERPARALLEL_CLUSTER"  # "<cluster name> <role> <workers>"
+
+
+def labelled(cluster, role, pids=None):
+    """{pid: workers} of the live processes of ``cluster`` in ``role``, among ``pids`` (default: all)."""
+    found = {}
+    for pid in psutil.pids() if pids is None else pids:
+        with contextlib.suppress(TypeError, ValueError, psutil.Error):  # not a pid, gone, or not ours
+            proc = psutil.Process(int(pid))
+            name, got, workers = proc.environ().get(LABEL, "").rsplit(" ", 2)
+            if (name, got) == (cluster.name, role) and proc.status() != psutil.STATUS_ZOMBIE:
+                found[str(pid)] = int(workers)
+    return found
 
 
 class SubprocessProvider(ManagedCloudProvider):
     def __init__(self):
-        self.procs, self.server = {}, None
+        self.children, self.server = {}, None  # pid -> Popen of the processes we started; the server's pid
 
-    def _spawn(self, container):
-        return subprocess.Popen(list(container.command), env=dict(container.environment), start_new_session=True)
+    def _spawn(self, cluster, container, role, workers):
+        env = {**container.environment, LABEL: f"{cluster.name} {role} {workers}"}
+        child = subprocess.Popen(list(container.command), env=env, start_new_session=True)
+        self.children[str(child.pid)] = child
+        while child.poll() is None and not labelled(cluster, role, [str(child.pid)]):
+            time.sleep(0.001)  # the label shows once exec() has set the environment up
+        return str(child.pid)
+
+    def _kill(self, pids):
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(int(pid)).kill()
+            if pid in self.children:
+                self.children.pop(pid).wait()
 
     def run_docker_server(self, cluster, container, hardware, verbose=0):
-        self.server = self._spawn(container)
+        self.server = self._spawn(cluster, container, "server", 0)
 
     def stop_docker_server(self, cluster, verbose=0):
-        self.server = self.server and (self.server.kill(), self.server.wait()) and None
+        self._kill(labelled(cluster, "server", [self.server]))
 
     def get_server_status(self, cluster, verbose=0):
-        return "running" if self.server and self.server.poll() is None else "stopped"
+        return "running" if labelled(cluster, "server", [self.server]) else "stopped"
 
     def get_docker_server_ip(self, cluster, verbose=0):
         return ServerAddress(None, None, "127.0.0.1", 8786)
 
+    def docker_cluster_exists(self, cluster, verbose=0):
+        return bool(labelled(cluster, "server"))
+
+    def reconnect_docker_cluster(self, cluster, verbose=0):
+        self.server = next(iter(labelled(cluster, "server")), None)
+        for pid, workers in labelled(cluster, "worker").items():
+            if pid not in self.worker_ledger:
+                self.add_managed_worker_handles([pid] * workers)
+
     def run_docker_worker_containers(self, cluster, container, hardware, worker_number, verbose=0):
         k, handles = container.max_workers_per_container, []
         for start in range(0, worker_number, k):
-            proc = self._spawn(container.for_workers(min(k, worker_number - start), hardware))
-            self.procs[str(proc.pid)] = proc
-            handles += [str(proc.pid)] * min(k, worker_number - start)
+            n = min(k, worker_number - start)
+            handles += [self._spawn(cluster, container.for_workers(n, hardware), "worker", n)] * n
         return handles
 
     def get_docker_worker_status(self, cluster, worker_handles, verbose=0):
-        return ["running" if h in self.procs and self.procs[h].poll() is None else "stopped" for h in worker_handles]
+        alive = labelled(cluster, "worker", worker_handles)
+        return ["running" if h in alive else "stopped" for h in worker_handles]
 
     def kill_docker_worker_containers(self, cluster, worker_handles, verbose=0):
-        for proc in filter(None, map(self.procs.pop, worker_handles, [None] * len(worker_handles))):
-            proc.kill(), proc.wait()
+        self._kill(labelled(cluster, "worker", worker_handles))
         return [True] * len(worker_handles)

@@ -56,6 +56,35 @@ def test_errors_are_one_line(state: Path, args: list[str], message: str) -> None
     assert StateStore(state).list_clusters() == []
 
 
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["scale", "kept", "-1"], "worker_number must be at least 0, got -1"),
+        (["scale", "kept", "-12", "--wait"], "worker_number must be at least 0, got -12"),
+        (["scale", "kept", "3", "--timeout", "-1"], "timeout must be a finite, non-negative number"),
+        (["up", "-n", "-1", "--name", "other"], "workers must be at least 0, got -1"),
+        (["up", "--timeout", "-1", "--name", "other"], "timeout must be a finite, non-negative number"),
+    ],
+)
+def test_a_negative_number_is_an_error_naming_it_and_changes_nothing(
+    state: Path, args: list[str], message: str
+) -> None:
+    store = StateStore(state)
+    store.save_cluster("kept", "somewhere:Provider", {"provider": "somewhere:Provider", "expected": 2})
+    before = store.list_clusters()
+    result = run_cli(state, *args, check=False)
+    assert result.returncode == 1, result.stderr  # as every value out of range; 2 is for what does not parse
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert store.list_clusters() == before
+
+
+def test_scale_still_names_an_unknown_option(state: Path) -> None:
+    result = run_cli(state, "scale", "kept", "3", "--wiat", check=False)
+    assert result.returncode == 2 and "No such option: --wiat" in result.stderr
+    assert "worker_number must be at least 0, got -3" in run_cli(state, "scale", "kept", "-3", check=False).stderr
+
 def test_every_command_has_help(state: Path) -> None:
     for command in ("up", "scale", "status", "list", "down", "demo"):
         result = run_cli(state, command, "--help")

@@ -99,7 +99,7 @@ def test_context_manager_adopts_a_running_server(started: DockerCluster, provide
 
 def test_repr_names_cluster_provider_and_expected_workers(provider: FakeCloudProvider) -> None:
     text = repr(make_cluster(provider, worker_number=7))
-    assert text == f"<DockerCluster {CLUSTER_NAME!r} provider=FakeCloudProvider expected_workers=7>"
+    assert text == f"<DockerCluster {CLUSTER_NAME!r} provider=FakeCloudProvider status=created expected_workers=7>"
 
 
 def test_generated_names_are_unique_and_valid(provider: FakeCloudProvider, container: DockerContainer) -> None:

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any, Callable
 import pytest
 
 from dockerparallel import DockerCluster
-from dockerparallel.state import StateStore, StateStoreError
+from dockerparallel._errors import ClusterExistsError
+from dockerparallel.state import StateStore, StateStoreError, default_state_path
 from dockerparallel.testing import FakeCloudProvider
 
 from ._helpers import make_cluster
@@ -43,8 +45,8 @@ def test_clusters_round_trip(store: StateStore) -> None:
     assert again is not None and (again.provider, again.spec) == ("pkg:A2", {"expected": 5})
     assert again.created == first.created and again.updated > first.updated
     assert [r.name for r in store.list_clusters()] == ["a", "b"]  # oldest first
-    store.delete_cluster("a")
-    store.delete_cluster("never-there")
+    assert store.delete_cluster("a") is True
+    assert store.delete_cluster("never-there") is False
     assert [r.name for r in store.list_clusters()] == ["b"]
 
 
@@ -67,10 +69,13 @@ def test_resources_round_trip(store: StateStore) -> None:
 
 def test_a_cluster_record_rebuilds_the_cluster(store: StateStore) -> None:
     cluster = make_cluster(FakeCloudProvider(), state=store, worker_number=7)
-    cluster.save_record()
-    again = DockerCluster.reconnect(cluster.name, state=store)
-    assert (again.expected_workers, again.worker_container, again.server_container) == (
-        7, cluster.worker_container, cluster.server_container)
+    cluster.start_cluster(timeout=5)  # a cluster is recorded while it starts or runs
+    try:
+        again = DockerCluster.reconnect(cluster.name, state=store)
+        assert (again.expected_workers, again.worker_container, again.server_container) == (
+            7, cluster.worker_container, cluster.server_container)
+    finally:
+        cluster.stop_cluster()
 
 
 def test_a_cluster_record_hides_its_spec_in_repr(store: StateStore) -> None:
@@ -78,6 +83,128 @@ def test_a_cluster_record_hides_its_spec_in_repr(store: StateStore) -> None:
     record = store.load_cluster("a")
     assert "PRIVATE KEY" not in repr(record) and "security" not in repr(record) and "'a'" in repr(record)
     assert "StateStore(" in repr(store) and str(store.path) in repr(store)
+
+
+# -- the path is absolute ---------------------------------------------------------------------------
+
+
+def test_the_same_relative_state_path_in_two_directories_is_two_stores(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKERPARALLEL_STATE", "state.sqlite3")
+    paths = []
+    for place in ("one", "two"):
+        (tmp_path / place).mkdir()
+        monkeypatch.chdir(tmp_path / place)
+        assert default_state_path() == tmp_path / place / "state.sqlite3"
+        paths.append(StateStore().path)
+    assert paths == [tmp_path / "one" / "state.sqlite3", tmp_path / "two" / "state.sqlite3"]
+    assert all(path.is_absolute() for path in paths)
+
+
+def test_an_explicit_path_is_expanded_and_made_absolute_when_the_store_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert StateStore("~/x/state.sqlite3").path == tmp_path / "home" / "x" / "state.sqlite3"
+    monkeypatch.setenv("DOCKERPARALLEL_STATE", "~/y.sqlite3")
+    assert StateStore().path == default_state_path() == tmp_path / "home" / "y.sqlite3"
+    monkeypatch.chdir(tmp_path)
+    store = StateStore(Path("sub") / ".." / "rel.sqlite3")
+    (tmp_path / "home").mkdir()
+    monkeypatch.chdir(tmp_path / "home")  # later moves do not change where the store is
+    store.save_cluster("a", "pkg:A", {})
+    assert store.path == tmp_path / "rel.sqlite3" and store.path.exists()
+
+
+# -- one owner per name -----------------------------------------------------------------------------
+
+
+def test_a_claim_records_the_owner_and_only_that_owner_may_claim_again(store: StateStore) -> None:
+    store.claim_cluster("a", "pkg:A", {"expected": 1}, owner="me")
+    record = store.load_cluster("a")
+    assert record is not None and record.spec == {"expected": 1, "owner": "me"}
+    store.claim_cluster("a", "pkg:A2", {"expected": 2}, owner="me")
+    again = store.load_cluster("a")
+    assert again is not None and (again.provider, again.spec) == ("pkg:A2", {"expected": 2, "owner": "me"})
+    assert again.created == record.created
+    with pytest.raises(ClusterExistsError) as excinfo:
+        store.claim_cluster("a", "pkg:B", {}, owner="you")
+    assert excinfo.value.name == "a" and str(store.path) in str(excinfo.value)
+    assert store.load_cluster("a") == again
+    store.save_cluster("legacy", "pkg:L", {})  # a record without an owner is nobody's to take
+    with pytest.raises(ClusterExistsError):
+        store.claim_cluster("legacy", "pkg:L", {}, owner="me")
+    with pytest.raises(TypeError, match="owner"):
+        store.claim_cluster("b", "pkg:B", {}, owner=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="owner"):
+        store.claim_cluster("b", "pkg:B", {}, owner="")
+    store.put_resource("a", "h", "worker", 1, {})  # the store is usable after a refused claim
+
+
+def test_only_the_owner_deletes_a_claimed_record(store: StateStore) -> None:
+    store.claim_cluster("a", "pkg:A", {}, owner="me")
+    store.put_resource("a", "h", "worker", 1, {})
+    assert store.delete_cluster("a", owner="you") is False
+    assert store.delete_cluster_if_owner("a", "you") is False
+    assert store.load_cluster("a") is not None and len(store.resources("a")) == 1
+    assert store.delete_cluster_if_owner("a", "me") is True
+    assert store.load_cluster("a") is None and store.resources("a") == []
+    assert store.delete_cluster("a", owner="me") is False
+
+
+def test_of_threads_claiming_one_name_at_once_exactly_one_wins(store: StateStore) -> None:
+    barrier, outcomes = threading.Barrier(8), []
+
+    def claim(who: str) -> None:
+        mine = StateStore(store.path)
+        barrier.wait()
+        try:
+            mine.claim_cluster("race", "pkg:P", {}, owner=who)
+            outcomes.append(("won", who))
+        except ClusterExistsError:
+            outcomes.append(("lost", who))
+
+    threads = [threading.Thread(target=claim, args=(f"t{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    winners = [who for outcome, who in outcomes if outcome == "won"]
+    assert len(outcomes) == 8 and len(winners) == 1
+    record = store.load_cluster("race")
+    assert record is not None and record.spec["owner"] == winners[0]
+
+
+CLAIMER = textwrap.dedent("""
+    import sys, time
+    from dockerparallel._errors import ClusterExistsError
+    from dockerparallel.state import StateStore
+    path, who, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    store = StateStore(path)
+    while time.time() < start:
+        time.sleep(0.001)
+    try:
+        store.claim_cluster("race", "pkg:P", {}, owner=who)
+        print("won")
+    except ClusterExistsError:
+        print("lost")
+""")
+
+
+def test_of_processes_claiming_one_name_at_once_exactly_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "shared" / "state.sqlite3"
+    start = time.time() + 1.5
+    claimers = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(path), who, str(start)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for who in "abc"]
+    try:
+        results = [c.communicate(timeout=120) for c in claimers]
+    finally:
+        for claimer in claimers:
+            claimer.kill()
+            claimer.wait(timeout=10)
+    assert sorted(out.strip() for out, _ in results) == ["lost", "lost", "won"], [err for _, err in results]
+    record = StateStore(path).load_cluster("race")
+    winner = "abc"[[out.strip() for out, _ in results].index("won")]
+    assert record is not None and record.spec["owner"] == winner
 
 
 # -- a broken file -------------------------------------------------------------------------------

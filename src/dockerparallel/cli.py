@@ -4,31 +4,38 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 import time
 from typing import Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
 from . import _demo
 from ._progress import wait_with_progress
-from ._errors import DockerParallelError
-from ._validation import check_count
+from ._errors import ClusterExistsError, DockerParallelError
+from ._validation import check_count, check_seconds
 from ._spec import HOST_NETWORK_PROVIDERS, ClusterSpec
 from .cluster import DockerCluster
 from .providers import PROVIDERS, provider_label
-from .state import StateStore
+from .state import ClusterRecord, StateStore, StateStoreError
 
 app = typer.Typer(
     help="Run Dask clusters on container services without Kubernetes.",
+    epilog=("Exit status: 0 when done; 1 on an error, including a number out of range "
+            "(a negative worker number, say), said on one line; 2 when the command line does not parse."),
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 _EXPECTED_ERRORS = (DockerParallelError, ValueError, TypeError, TimeoutError, ImportError, OSError, KeyError)
+#: The server column of a cluster whose record cannot be rebuilt.
+UNREADABLE = "unreadable"
 
 
 def _one_line_errors(func: F) -> F:
@@ -65,10 +72,42 @@ def _root(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Mo
     logging.getLogger("dockerparallel").setLevel(level)
 
 
-def _load(store: StateStore, name: str) -> DockerCluster:
-    if store.load_cluster(name) is None:
+class _SignedArguments(TyperCommand):
+    """A command whose number arguments may be negative: ``scale NAME -1`` reaches the range check
+    (which names the argument) instead of failing as the unknown option ``-1``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, list(args))  # the parser consumes the list it gets
+        except typer.TyperException as exc:  # NoSuchOption, from the click that typer bundles
+            if not re.fullmatch(r"-\d", str(getattr(exc, "option_name", ""))):
+                raise
+        ctx.ignore_unknown_options = True  # now "-1" is kept as an argument
+        return super().parse_args(ctx, args)
+
+
+def _record(store: StateStore, name: str) -> ClusterRecord:
+    record = store.load_cluster(name)
+    if record is None:
         raise KeyError(f"no cluster named {name!r}; see 'dockerparallel list'")
+    return record
+
+
+def _load(store: StateStore, name: str) -> DockerCluster:
+    _record(store, name)
     return DockerCluster.reconnect(name, state=store)  # type: ignore[no-any-return]
+
+
+def _check_name_free(store: StateStore, name: str | None) -> None:
+    """The fast answer for a recorded name; ``start_cluster()`` checks it again, atomically."""
+    if name is not None and store.load_cluster(name) is not None:
+        raise ClusterExistsError(name, f"its record exists in {store.path}")
+
+
+def _unreadable(exc: StateStoreError, name: str) -> str:
+    """What to say of a record that cannot be rebuilt, and how to remove it."""
+    return (f"{exc}; to stop it and remove the record, pass --provider: 'dockerparallel down {name} "
+            f"--provider PROVIDER' (where it ran: {', '.join(PROVIDERS)})")
 
 
 def _provider_options(provider: str, region: str | None, subnet: list[str], security_group: list[str],
@@ -89,6 +128,8 @@ def _start(cluster: DockerCluster, store: StateStore, workers: int, timeout: flo
             cluster.start_cluster(timeout=timeout)
         if wait:
             wait_with_progress(cluster, workers, timeout, err_console, connected=connected)
+    except ClusterExistsError:
+        raise  # the name is another cluster's, live: nothing of ours to remove, and its record is not ours
     except BaseException:
         err_console.print(f"start of {cluster.name} failed; removing what was started", highlight=False)
         try:
@@ -121,9 +162,9 @@ def up(
     wait: bool = typer.Option(True, help="Wait until the workers run."),
 ) -> None:
     """Start a cluster and wait until its workers run."""
+    check_seconds(timeout, "timeout")
     store = StateStore()
-    if name is not None and store.load_cluster(name) is not None:
-        raise ValueError(f"name: a cluster named {name!r} exists; pick another or 'dockerparallel down {name}'")
+    _check_name_free(store, name)
     spec = ClusterSpec.for_provider(
         name or DockerCluster.new_name(), provider, image=image, workers_per_container=workers_per_container,
         cpu=cpu, memory=memory, host=host, scheduler_port=port or None, dashboard_port=dashboard_port or None,
@@ -137,15 +178,17 @@ def up(
     console.print(f"  dashboard: {cluster.dashboard_link}")
 
 
-@app.command()
+@app.command(cls=_SignedArguments)
 @_one_line_errors
 def scale(
     name: str = typer.Argument(..., help="Cluster name."),
-    workers: int = typer.Argument(..., help="The new number of workers."),
+    workers: int = typer.Argument(..., help="The new number of workers (0 or more)."),
     wait: bool = typer.Option(False, help="Wait until the workers run."),
     timeout: float = typer.Option(600.0, help="Seconds to wait with --wait."),
 ) -> None:
     """Set the number of workers of a running cluster."""
+    check_count(workers, "worker_number")  # before anything is read or changed
+    check_seconds(timeout, "timeout")
     cluster = _load(StateStore(), name)
     cluster.set_worker_number(workers)
     if wait:
@@ -155,22 +198,48 @@ def scale(
                   f"initializing {numbers.initializing}")
 
 
-@app.command()
+_STATUS_HELP = (
+    "Show clusters: server state and worker numbers.\n\n"
+    "A record that cannot be rebuilt (its provider class no longer imports, for instance one defined in a "
+    "script) shows as 'unreadable', with the reason on stderr. 'status' still shows the others and exits 0; "
+    "'status NAME' of such a cluster exits 1. 'dockerparallel down NAME --provider PROVIDER' stops it "
+    "and removes the record."
+)
+
+
+@app.command(help=_STATUS_HELP)
 @_one_line_errors
 def status(name: Optional[str] = typer.Argument(None, help="Cluster name (all when omitted).")) -> None:
-    """Show clusters: server state and worker numbers."""
+    """Show clusters: server state and worker numbers (see ``_STATUS_HELP``)."""
     store = StateStore()
-    names = [name] if name else [r.name for r in store.list_clusters()]
+    records = [_record(store, name)] if name else store.list_clusters()
     table = Table("name", "provider", "server", "expected", "running", "initializing")
     table.add_column("scheduler", overflow="fold")
-    for cluster_name in names:
-        cluster = _load(store, cluster_name)
-        server = cluster.server_status()
-        numbers = cluster.get_worker_numbers()
-        address = cluster.scheduler_address if server == "running" else "-"
-        table.add_row(cluster_name, provider_label(cluster.provider), server, str(numbers.expected),
-                      str(numbers.running), str(numbers.initializing), address)
+    reasons = []
+    for record in records:
+        row, reason = _status_row(store, record)
+        table.add_row(*row)
+        reasons += [reason] if reason else []
     console.print(table)
+    for reason in reasons:
+        label = "[red]error:[/red]" if name else "[yellow]warning:[/yellow]"
+        err_console.print(f"{label} {escape(reason)}", highlight=False)
+    if name and reasons:
+        raise typer.Exit(1)
+
+
+def _status_row(store: StateStore, record: ClusterRecord) -> tuple[list[str], str | None]:
+    """The table row of a recorded cluster, and why its record cannot be rebuilt (``None`` if it can)."""
+    label = provider_label(record.provider)
+    try:
+        cluster = DockerCluster.reconnect(record.name, state=store)
+    except StateStoreError as exc:
+        return [record.name, label, UNREADABLE, "-", "-", "-", "-"], _unreadable(exc, record.name)
+    server = cluster.server_status()
+    numbers = cluster.get_worker_numbers()
+    address = cluster.scheduler_address if server == "running" else "-"
+    row = [record.name, label, server, str(numbers.expected), str(numbers.running), str(numbers.initializing)]
+    return [*row, address], None
 
 
 @app.command("list")
@@ -182,27 +251,45 @@ def list_() -> None:
         console.print(f"{record.name}\t{provider_label(record.provider)}\t{created}", highlight=False)
 
 
-@app.command()
+_DOWN_HELP = (
+    "Stop a cluster and remove everything labelled with its name.\n\n"
+    "A recorded cluster is rebuilt from its record (--provider is then not used); one whose record "
+    "cannot be rebuilt needs --provider, which says where to look for what it left."
+)
+
+
+@app.command(help=_DOWN_HELP)
 @_one_line_errors
 def down(
     name: str = typer.Argument(..., help="Cluster name."),
-    provider: Optional[str] = typer.Option(None, help="Provider, for a cluster this machine has no record of."),
+    provider: Optional[str] = typer.Option(
+        None, help="Provider, for a cluster this machine has no record of, or whose record cannot be rebuilt."),
     image: Optional[str] = typer.Option(None, help="Image, with --provider."),
 ) -> None:
-    """Stop a cluster and remove everything labelled with its name."""
+    """Stop a cluster and remove everything labelled with its name (see ``_DOWN_HELP``)."""
     store = StateStore()
-    if store.load_cluster(name) is not None:
-        cluster = _load(store, name)
-    elif provider is not None:
-        cluster = ClusterSpec.for_provider(name, provider, image=image).build(store)
-        cluster.reconnect()  # type: ignore[call-arg]
-    else:
-        raise KeyError(f"no cluster named {name!r}; pass --provider to clean up one started elsewhere")
+    cluster = _cluster_to_stop(store, name, provider, image)
     with err_console.status(f"stopping {name}"):
         cluster.stop_cluster()
         cluster.cleanup(deep=True)
     store.delete_cluster(name)
     console.print(f"cluster [bold]{name}[/bold] is down")
+
+
+def _cluster_to_stop(store: StateStore, name: str, provider: str | None, image: str | None) -> DockerCluster:
+    """The cluster ``name``, from its record, else (no record, or one that cannot be rebuilt) from ``provider``."""
+    if store.load_cluster(name) is not None:
+        try:
+            return DockerCluster.reconnect(name, state=store)  # type: ignore[no-any-return]
+        except StateStoreError as exc:
+            if provider is None:
+                raise StateStoreError(_unreadable(exc, name)) from None
+            logging.getLogger("dockerparallel.cli").info("%s; looking for it on %s", exc, provider)
+    elif provider is None:
+        raise KeyError(f"no cluster named {name!r}; pass --provider to clean up one started elsewhere")
+    cluster = ClusterSpec.for_provider(name, provider, image=image).build(store)
+    cluster.reconnect()  # type: ignore[call-arg]
+    return cluster
 
 
 @app.command()

@@ -1,25 +1,26 @@
-"""`DockerCluster`: the object a user holds."""
+"""`DockerCluster`: the object a user holds.
+
+It is plain data (a :class:`~dockerparallel._records.ClusterConfig`) plus a
+:class:`~dockerparallel._lifecycle.Lifecycle` through which every change of
+workers goes.
+"""
 
 from __future__ import annotations
 
 import functools
-import logging
-import threading
-import time
 import uuid
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from distributed.core import Status
 
-from ._errors import ClusterStateError, ProviderError, ProviderThrottled
+from ._lifecycle import Lifecycle, State
+from ._records import ClusterConfig, ReconnectReport, config_from_dict
 from ._validation import check_count, check_flag, check_name, check_seconds, check_verbose
 from ._wait import wait_until
-from .backends.dask import new_security
+from .backends.dask import new_security, security_environment
 from .container import DockerContainer, DockerHardware
 from .controller import Controller
-from .managed import LedgerEntry, ManagedCloudProvider
 from .provider import CloudProvider, ServerAddress, WorkerNumbers
 from .state import StateStore
 
@@ -28,12 +29,10 @@ if TYPE_CHECKING:
 
     from .backends.dask import Adaptive
 
-logger = logging.getLogger("dockerparallel.cluster")
+__all__ = ["DockerCluster", "ReconnectReport"]
 
-_SERVER_STATUSES = frozenset({"initializing", "running", "stopped"})
-
-#: Handle and role of the record written before each launch and removed after it.
-INTENT = "intent"
+_STATUS = {State.CREATED: Status.created, State.STARTING: Status.starting, State.RUNNING: Status.running,
+           State.CLOSING: Status.closing, State.CLOSED: Status.closed}
 
 
 def _check_hardware(value: DockerHardware | None, name: str) -> DockerHardware:
@@ -54,10 +53,13 @@ def _check_state(state: StateStore | bool | None) -> StateStore | None:
     return state
 
 
-def _tls_environment(security: Any) -> dict[str, str]:
-    from .backends.dask import security_environment
-
-    return security_environment(security)
+def _check_parts(provider: object, worker_container: object, server_container: object) -> None:
+    if not isinstance(provider, CloudProvider):
+        raise TypeError(f"provider must be a CloudProvider, got {type(provider).__name__}")
+    if not isinstance(worker_container, DockerContainer):
+        raise TypeError(f"worker_container must be a DockerContainer, got {type(worker_container).__name__}")
+    if server_container is not None and not isinstance(server_container, DockerContainer):
+        raise TypeError(f"server_container must be a DockerContainer, got {type(server_container).__name__}")
 
 
 def _secure(provider: CloudProvider, container: DockerContainer, security: Any) -> tuple[Any, DockerContainer]:
@@ -72,24 +74,6 @@ def _secure(provider: CloudProvider, container: DockerContainer, security: Any) 
     if security is True:
         security = new_security()
     return security, container.with_security(security)  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class ReconnectReport:
-    """What :meth:`DockerCluster.reconnect` found."""
-
-    recorded: int
-    found: int
-    dead: int
-    killed: int
-    interrupted_launch: bool
-    server: str
-
-    def __str__(self) -> str:
-        text = (f"server {self.server}; {self.recorded} handle(s) from the state store, "
-                f"{self.found} more found on the provider, {self.dead} dead and forgotten, "
-                f"{self.killed} orphan(s) killed")
-        return text + ("; a launch had been interrupted" if self.interrupted_launch else "")
 
 
 class _HybridMethod:
@@ -144,6 +128,19 @@ class DockerCluster:
         Seconds between the controller's cycles.
     init_timeout : float, optional
         Seconds a worker may stay initializing before the controller replaces it.
+    call_timeout : float, optional
+        Seconds any single provider call may take before
+        :class:`~dockerparallel.ProviderTimeout` (default 600); the cluster
+        stays usable, and what a late call returns is still recorded.
+
+    Notes
+    -----
+    Every change of workers goes through the cluster's lifecycle, which
+    holds one lock per cluster shared with other processes that use the same
+    state store: ``dockerparallel scale NAME`` from a shell and this object
+    never change the workers at the same time, and each counts what the
+    other started. Starting a cluster whose name is live raises
+    :class:`~dockerparallel.ClusterExistsError`.
     """
 
     def __init__(
@@ -162,35 +159,47 @@ class DockerCluster:
         auto_heal: bool = False,
         heal_interval: float = 5.0,
         init_timeout: float | None = None,
+        call_timeout: float | None = None,
     ) -> None:
-        if not isinstance(provider, CloudProvider):
-            raise TypeError(f"provider must be a CloudProvider, got {type(provider).__name__}")
-        if not isinstance(worker_container, DockerContainer):
-            raise TypeError(f"worker_container must be a DockerContainer, got {type(worker_container).__name__}")
-        if server_container is not None and not isinstance(server_container, DockerContainer):
-            raise TypeError(f"server_container must be a DockerContainer, got {type(server_container).__name__}")
-        self._expected = check_count(worker_number, "worker_number")
-        self.worker_hardware = _check_hardware(worker_hardware, "worker_hardware")
-        self.server_hardware = _check_hardware(server_hardware, "server_hardware")
-        self.name = check_name(name) if name is not None else self.new_name()
-        self.verbose = check_verbose(verbose)
-        self.provider = provider
-        self.security, self.worker_container = _secure(provider, worker_container, security)
-        if server_container is not None and self.security is not None:
-            server_container = server_container.with_environment(**_tls_environment(self.security))
-        self.server_container = server_container or self.worker_container.server_container()
-        self._address: ServerAddress | None = None
-        self._lock = threading.RLock()
-        self.store = _check_state(state)
+        _check_parts(provider, worker_container, server_container)
+        expected = check_count(worker_number, "worker_number")
+        worker_hardware = _check_hardware(worker_hardware, "worker_hardware")
+        server_hardware = _check_hardware(server_hardware, "server_hardware")
+        name = check_name(name) if name is not None else self.new_name()
+        verbose = check_verbose(verbose)
+        store = _check_state(state)
         check_flag(auto_heal, "auto_heal")
-        self.controller = Controller(self, heal_interval, init_timeout) if auto_heal else None
+        if call_timeout is not None:
+            call_timeout = check_seconds(call_timeout, "call_timeout", allow_zero=False)
+        security, worker_container = _secure(provider, worker_container, security)
+        if server_container is not None and security is not None:
+            server_container = server_container.with_environment(**security_environment(security))
+        config = ClusterConfig(name, provider, worker_container,
+                               server_container or worker_container.server_container(),
+                               worker_hardware, server_hardware, security, verbose)
+        self._setup(config, store, expected, call_timeout)
+        if auto_heal:
+            self.lifecycle.add_loop("controller", Controller(self, heal_interval, init_timeout))
+
+    def _setup(self, config: ClusterConfig, store: StateStore | None, expected: int,
+               call_timeout: float | None) -> None:
+        self.config = config
+        self.store = store
+        #: The one owner of this cluster's state and workers.
+        self.lifecycle = Lifecycle(config, self, store, expected)
+        if call_timeout is not None:
+            self.lifecycle.call_timeout = call_timeout
+            if hasattr(config.provider, "worker_manager"):
+                config.provider.call_timeout = call_timeout  # type: ignore[attr-defined]
         #: What the last ``DockerCluster.reconnect(name)`` found.
         self.last_reconnect: ReconnectReport | None = None
-        if self.store is not None and isinstance(provider, ManagedCloudProvider):
-            provider.worker_ledger.on_change = self._record_ledger_change
-        self._adaptive: Adaptive | None = None
-        #: Dask's view of the cluster's state, read by ``distributed.Client``.
-        self.status = Status.created
+
+    @classmethod
+    def _from_config(cls, config: ClusterConfig, store: StateStore, expected: int) -> DockerCluster:
+        """A cluster object for recorded parts (their containers already carry the TLS settings)."""
+        cluster = cls.__new__(cls)
+        cluster._setup(config, store, expected, None)
+        return cluster
 
     @staticmethod
     def new_name() -> str:
@@ -200,11 +209,11 @@ class DockerCluster:
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} {self.name!r} provider={type(self.provider).__name__} "
-            f"expected_workers={self._expected}>"
+            f"status={self.lifecycle.state.value} expected_workers={self.expected_workers}>"
         )
 
     def __enter__(self) -> DockerCluster:
-        if not self.is_server_running():
+        if not self.lifecycle.running:
             self.start_cluster()
         return self
 
@@ -213,28 +222,80 @@ class DockerCluster:
     ) -> None:
         self.stop_cluster()
 
+    # -- the parts (a ClusterView for providers) ----------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Identifies the cluster on the cloud."""
+        return self.config.name
+
+    @property
+    def provider(self) -> CloudProvider:
+        """Where the containers run."""
+        return self.config.provider
+
+    @property
+    def worker_container(self) -> DockerContainer:
+        """The worker container (with the cluster's TLS settings)."""
+        return self.config.worker_container
+
+    @worker_container.setter
+    def worker_container(self, container: DockerContainer) -> None:
+        _check_parts(self.provider, container, None)
+        self.config.worker_container = container
+
+    @property
+    def server_container(self) -> DockerContainer:
+        """The server container."""
+        return self.config.server_container
+
+    @property
+    def worker_hardware(self) -> DockerHardware:
+        """Hardware of one worker."""
+        return self.config.worker_hardware
+
+    @property
+    def server_hardware(self) -> DockerHardware:
+        """Hardware of the server."""
+        return self.config.server_hardware
+
+    @property
+    def security(self) -> Any:
+        """The cluster's ``distributed.Security``, or ``None`` without TLS."""
+        return self.config.security
+
+    @property
+    def verbose(self) -> int:
+        """0 (quiet), 1 (progress) or 2 (details)."""
+        return self.config.verbose
+
+    @verbose.setter
+    def verbose(self, value: int) -> None:
+        self.config.verbose = check_verbose(value)
+
+    @property
+    def status(self) -> Status:
+        """Dask's view of the cluster's state, read by ``distributed.Client``."""
+        return _STATUS[self.lifecycle.state]
+
+    @property
+    def controller(self) -> Controller | None:
+        """The healing controller (with ``auto_heal=True``)."""
+        return self.lifecycle.loop("controller")  # type: ignore[return-value]
+
     # -- server -----------------------------------------------------------------
 
     def start_server(self) -> None:
         """Start the server container."""
-        with self._lock:
-            self._address = None
-            self.provider.run_docker_server(self, self.server_container, self.server_hardware, self.verbose)
+        self.lifecycle.start_server()
 
     def stop_server(self) -> None:
         """Stop the server container."""
-        with self._lock:
-            self._address = None
-            self.provider.stop_docker_server(self, self.verbose)
+        self.lifecycle.stop_server()
 
     def server_status(self) -> str:
         """The server's status: ``"initializing"``, ``"running"`` or ``"stopped"``."""
-        status = self.provider.get_server_status(self, self.verbose)
-        status = getattr(status, "value", status)
-        if status not in _SERVER_STATUSES:
-            raise ProviderError(self.provider, "get_server_status",
-                                f"returned {status!r}; expected 'initializing', 'running' or 'stopped'")
-        return str(status)
+        return self.lifecycle.server_status()
 
     def is_server_running(self) -> bool:
         """Whether the server runs."""
@@ -242,59 +303,34 @@ class DockerCluster:
 
     def wait_for_server(self, timeout: float = 300.0) -> None:
         """Block until the server runs; raise if it stops or ``timeout`` passes."""
-
-        def running() -> bool:
-            status = self.server_status()
-            if status == "stopped":
-                raise ClusterStateError(f"the server of cluster {self.name!r} stopped while starting")
-            return status == "running"
-
-        wait_until(running, timeout, f"the server of cluster {self.name!r}")
+        self.lifecycle.wait_for_server(check_seconds(timeout, "timeout"))
 
     def server_address(self) -> ServerAddress:
         """Where the server listens (cached until the server restarts)."""
-        with self._lock:
-            if self._address is None:
-                answer = self.provider.get_docker_server_ip(self, self.verbose)
-                try:
-                    self._address = ServerAddress.coerce(answer)
-                except (TypeError, KeyError, ValueError) as exc:
-                    raise ProviderError(self.provider, "get_docker_server_ip",
-                                        f"returned {type(answer).__name__}, not a ServerAddress ({exc})") from None
-            return self._address
+        return self.lifecycle.server_address()
 
     # -- cluster ------------------------------------------------------------------
 
     def start_cluster(self, timeout: float = 300.0) -> None:
-        """Prepare the provider, start the server, wait for it, then start the expected workers."""
-        check_seconds(timeout, "timeout")
-        with self._lock:
-            self.provider.initialize_cloud_provider(self, self.verbose)
-            self.save_record()
-            if self.server_status() == "stopped":
-                self.start_server()
-            self.wait_for_server(timeout)
-            self.status = Status.running
-            self._apply_worker_number()
-            if self.controller is not None:
-                self.controller.start()
+        """Claim the name, prepare the provider, start the server, wait for it, then start the expected workers.
+
+        Raises
+        ------
+        ClusterExistsError
+            When a cluster of this name is live (recorded by another cluster
+            object, or running on the provider); reconnect to it instead.
+        """
+        self.lifecycle.start(check_seconds(timeout, "timeout"))
 
     def stop_cluster(self) -> None:
-        """Kill every worker and stop the server. The expected number is kept."""
-        with self._lock:
-            self.status = Status.closing
-            if self.controller is not None:
-                self.controller.stop()
-            if self._adaptive is not None:
-                self._adaptive.stop()
-                self._adaptive = None
-            self.provider.set_docker_worker_number(
-                self, self.worker_container, self.worker_hardware, 0, self.verbose
-            )
-            self.stop_server()
-            self.provider.cleanup_docker_cluster(self, deep=False, verbose=self.verbose)
-            self.status = Status.closed
-            self._forget_record()
+        """Kill every worker (those other processes started too) and stop the server.
+
+        Background loops end first. Kills that fail are retried; workers that
+        survive them raise :class:`~dockerparallel.StopError` listing their
+        handles, and the record is kept so that a later stop can retry. The
+        expected number is kept.
+        """
+        self.lifecycle.stop()
 
     def close(self) -> None:
         """Stop the cluster (the name ``distributed`` uses)."""
@@ -302,7 +338,7 @@ class DockerCluster:
 
     def cluster_exists(self) -> bool:
         """Whether a cluster with this name runs on the provider."""
-        return bool(self.provider.docker_cluster_exists(self, self.verbose))
+        return self.lifecycle._exists_on_provider()
 
     def _reconnect_instance(self, orphans: str = "adopt") -> ReconnectReport:
         """Adopt the server and workers of the running cluster with this name.
@@ -314,118 +350,63 @@ class DockerCluster:
         """
         if orphans not in ("adopt", "kill"):
             raise ValueError(f"orphans must be 'adopt' or 'kill', got {orphans!r}")
-        with self._lock:
-            self._address = None
-            recorded = self._adopt_recorded()
-            before = set(self._ledger_handles())
-            self.provider.reconnect_docker_cluster(self, self.verbose)
-            found = [h for h in self._ledger_handles() if h not in before]
-            report = self._settle_reconnect(recorded, found, orphans)
-            if report.server == "running":
-                self.status = Status.running
-            logger.info("reconnected to %s: %s", self.name, report)
-            return report
+        return self.lifecycle.reconnect(orphans)
 
     @classmethod
     def _reconnect_by_name(cls, name: str, *, state: StateStore | None = None,
                            orphans: str = "adopt") -> DockerCluster:
         """Rebuild the cluster recorded as ``name`` and reconnect to it (``cluster.last_reconnect`` says what was found)."""
-        from ._persist import cluster_from_dict
-
         store = state if state is not None else StateStore()
         record = store.load_cluster(check_name(name))
         if record is None:
             raise ValueError(f"name: no cluster named {name!r} in {store.path}")
-        cluster = cluster_from_dict(name, record.spec, store)
+        config, expected = config_from_dict(name, record.spec, store)
+        cluster = cls._from_config(config, store, expected)
         cluster.last_reconnect = cluster._reconnect_instance(orphans)
         return cluster
 
     reconnect = _HybridMethod(_reconnect_by_name, _reconnect_instance)
 
-    def _ledger_handles(self) -> list[str]:
-        provider = self.provider
-        return provider.worker_ledger.handles() if isinstance(provider, ManagedCloudProvider) else []
-
-    def _adopt_recorded(self) -> int:
-        if self.store is None or not isinstance(self.provider, ManagedCloudProvider):
-            return 0
-        known = set(self.provider.worker_ledger.handles())
-        records = [r for r in self.store.resources(self.name, "worker") if r.handle not in known]
-        for record in records:
-            self.provider.add_managed_worker_handles([record.handle] * record.count)
-        return len(records)
-
-    def _settle_reconnect(self, recorded: int, found: list[str], orphans: str) -> ReconnectReport:
-        dead = killed = 0
-        interrupted = bool(self.store and self.store.resources(self.name, INTENT))
-        provider = self.provider
-        if isinstance(provider, ManagedCloudProvider):
-            alive_before = len(provider.worker_ledger)
-            self._refresh_with_retries(provider)
-            dead = alive_before - len(provider.worker_ledger)
-            live_found = [h for h in found if h in provider.worker_ledger]
-            if orphans == "kill" and live_found:
-                provider.kill_worker_handles(self, live_found, self.verbose)
-                killed = len(live_found)
-        return ReconnectReport(recorded, len(found), dead, killed, interrupted, self.server_status())
-
-    def _refresh_with_retries(self, provider: ManagedCloudProvider, attempts: int = 4) -> None:
-        """Refresh the statuses; a passing provider fault is retried with backoff (a reconnect should not fail on one)."""
-        for attempt in range(1, attempts + 1):
-            try:
-                provider.refresh_workers(self, self.verbose)
-                return
-            except (ProviderError, ProviderThrottled) as exc:
-                if attempt == attempts:
-                    raise
-                delay = 0.25 * 2 ** (attempt - 1)
-                logger.warning("reconnect to %s: status refresh failed (%s); retrying in %.2f s", self.name, exc, delay)
-                time.sleep(delay)
-
     def cleanup(self, deep: bool = False) -> None:
         """Release what the provider holds; ``deep=True`` removes everything labelled with the name."""
         check_flag(deep, "deep")
-        self.provider.cleanup_docker_cluster(self, deep=deep, verbose=self.verbose)
+        self.lifecycle.call("cleanup_docker_cluster", self.provider.cleanup_docker_cluster, self, deep, self.verbose)
 
     # -- workers --------------------------------------------------------------------
 
     @property
     def expected_workers(self) -> int:
         """The number of workers the cluster should have."""
-        return self._expected
+        return self.lifecycle.expected
 
     def set_worker_number(self, worker_number: int) -> None:
         """Ask for ``worker_number`` workers.
 
-        Before the server runs the number is only recorded; it is applied when
-        the cluster starts.
+        Before the cluster runs (and after it stopped) the number is only
+        kept; it is applied when the cluster starts.
         """
-        number = check_count(worker_number, "worker_number")
-        with self._lock:
-            self._expected = number
-            self.save_record()
-            if self.is_server_running():
-                self._apply_worker_number()
+        self.lifecycle.set_expected(check_count(worker_number, "worker_number"))
 
     def record_worker_number(self, worker_number: int) -> None:
-        """Change the expected number without applying it (the workers already went away)."""
-        self._expected = check_count(worker_number, "worker_number")
+        """Change the expected number without applying it (the controller or ``update()`` applies it)."""
+        self.lifecycle.set_expected(check_count(worker_number, "worker_number"), apply=False)
 
     def get_worker_numbers(self) -> WorkerNumbers:
         """Return ``WorkerNumbers(initializing, running, expected)``."""
-        initializing, running = self.provider.get_docker_worker_numbers(self, self.verbose)
-        return WorkerNumbers(int(initializing), int(running), self._expected)
+        return self.lifecycle.numbers()
 
     def update(self) -> WorkerNumbers:
         """Reconcile: forget stopped workers and start replacements up to the expected number."""
-        with self._lock:
-            if self.is_server_running():
-                self._apply_worker_number()
-            return self.get_worker_numbers()
+        self.lifecycle.update()
+        return self.get_worker_numbers()
+
+    def apply_worker_number(self, target: int) -> None:
+        """Have the provider start or kill workers towards ``target`` now (an intent is recorded first)."""
+        self.lifecycle.apply(check_count(target, "target"))
 
     def wait_for_workers(self, number: int | None = None, timeout: float = 300.0) -> WorkerNumbers:
         """Block until ``number`` workers (default: the expected number) run."""
-        wanted = self._expected if number is None else check_count(number, "number")
+        wanted = self.expected_workers if number is None else check_count(number, "number")
         numbers: list[WorkerNumbers] = []
 
         def enough() -> bool:
@@ -448,12 +429,9 @@ class DockerCluster:
         """
         from .backends.dask import Adaptive
 
-        with self._lock:
-            if self._adaptive is not None:
-                self._adaptive.stop()
-            self._adaptive = Adaptive(self, minimum, maximum, interval=interval, wait_count=wait_count)
-            self._adaptive.start()
-            return self._adaptive
+        adaptive = Adaptive(self, minimum, maximum, interval=interval, wait_count=wait_count)
+        self.lifecycle.add_loop("adaptive", adaptive)
+        return adaptive
 
     # -- client ------------------------------------------------------------------------
 
@@ -480,36 +458,6 @@ class DockerCluster:
         """The worker container configured for the running server."""
         return self.worker_container.for_server(self.server_address())
 
-    def _apply_worker_number(self) -> None:
-        self.apply_worker_number(self._expected)
-
-    def apply_worker_number(self, target: int) -> None:
-        """Have the provider start or kill workers towards ``target`` now (an intent is recorded first)."""
-        with self._lock:
-            container = self.configured_worker_container()
-            if self.store is not None:
-                self.store.put_resource(self.name, INTENT, INTENT, target, {"time": time.time()})
-            self.provider.set_docker_worker_number(self, container, self.worker_hardware, target, self.verbose)
-            if self.store is not None:
-                self.store.delete_resources(self.name, [INTENT])
-
-    # -- state store ---------------------------------------------------------------------
-
     def save_record(self) -> None:
-        """Record the cluster's spec in the state store (nothing without one)."""
-        if self.store is not None:
-            from ._persist import class_path, cluster_to_dict
-
-            self.store.save_cluster(self.name, class_path(self.provider), cluster_to_dict(self))
-
-    def _forget_record(self) -> None:
-        managed = isinstance(self.provider, ManagedCloudProvider)
-        if self.store is not None and not (managed and len(self.provider.worker_ledger)):  # type: ignore[attr-defined]
-            self.store.delete_cluster(self.name)
-
-    def _record_ledger_change(self, event: str, entries: Sequence[LedgerEntry]) -> None:
-        assert self.store is not None
-        if event == "add":
-            self.store.upsert_resources(self.name, "worker", [(e.handle, e.count) for e in entries])
-        elif event == "remove":
-            self.store.delete_resources(self.name, [e.handle for e in entries])
+        """Record the cluster's spec in the state store (while it starts or runs; nothing without a store)."""
+        self.lifecycle.save_record()

@@ -16,15 +16,38 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Protocol
 
 from ._errors import ProviderThrottled
 from ._loop import BackgroundLoop
 from ._validation import check_seconds
 from .managed import ManagedCloudProvider
+from .provider import ClusterView, WorkerNumbers
 
-if TYPE_CHECKING:
-    from .cluster import DockerCluster
+
+class Reconcilable(Protocol):
+    """What the controller drives: a cluster's lifecycle."""
+
+    name: str
+    expected: int
+    view: ClusterView
+
+    @property
+    def provider(self) -> Any: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    def exclusive(self) -> AbstractContextManager[None]: ...
+
+    def sync(self) -> bool: ...
+
+    def server_status(self) -> str: ...
+
+    def apply(self, target: int) -> None: ...
+
+    def numbers(self) -> WorkerNumbers: ...
 
 logger = logging.getLogger("dockerparallel.controller")
 
@@ -48,8 +71,8 @@ class Controller(BackgroundLoop):
 
     Parameters
     ----------
-    cluster : DockerCluster
-        The cluster to reconcile.
+    cluster : DockerCluster or Reconcilable
+        The cluster to reconcile (its ``lifecycle``, through which every change goes).
     interval : float
         Seconds between cycles of the background loop.
     init_timeout : float, optional
@@ -64,7 +87,7 @@ class Controller(BackgroundLoop):
         Monotonic time source (tests pass a manual one).
     """
 
-    def __init__(self, cluster: DockerCluster, interval: float = 5.0, init_timeout: float | None = None,
+    def __init__(self, cluster: Any, interval: float = 5.0, init_timeout: float | None = None,
                  backoff_base: float = 1.0, backoff_max: float = 60.0, seed: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         interval = check_seconds(interval, "heal_interval", allow_zero=False)
@@ -76,7 +99,7 @@ class Controller(BackgroundLoop):
             raise ValueError(f"backoff_base and backoff_max must satisfy 0 < base <= max, "
                              f"got {backoff_base!r} and {backoff_max!r}")
         super().__init__(f"controller-{cluster.name}")
-        self.cluster = cluster
+        self.target: Reconcilable = getattr(cluster, "lifecycle", cluster)
         self.interval = float(interval)
         self.init_timeout = init_timeout
         self.backoff_base = backoff_base
@@ -90,7 +113,7 @@ class Controller(BackgroundLoop):
         self._first_seen_initializing: dict[str, float] = {}
 
     def __repr__(self) -> str:
-        return f"<Controller {self.cluster.name!r} interval={self.interval:g}s {self.stats}>"
+        return f"<Controller {self.target.name!r} interval={self.interval:g}s {self.stats}>"
 
     def step(self) -> None:
         """One cycle of the background loop."""
@@ -101,20 +124,26 @@ class Controller(BackgroundLoop):
     def reconcile(self) -> bool:
         """One cycle; return whether the expected number of workers exists afterwards.
 
-        Nothing is done while a backoff lasts or the server does not run.
-        Provider errors and throttling are counted and backed off, never raised.
+        Nothing is done while a backoff lasts or unless the cluster and its
+        server run. The cycle holds the lifecycle's locks, and first adopts
+        what other processes recorded. Provider errors and throttling are
+        counted and backed off, never raised.
         """
         self.stats.cycles += 1
         if self._clock() < self._not_before:
             return False
-        provider = self.cluster.provider
-        managed = provider if isinstance(provider, ManagedCloudProvider) else None
+        target = self.target
+        managed = target.provider if isinstance(target.provider, ManagedCloudProvider) else None
         try:
-            if not self.cluster.is_server_running():
-                return False
-            self._drive(managed)
-            if managed is not None and self._kill_stuck(managed):
+            with target.exclusive():
+                if not (target.running and target.sync()):
+                    self._stop.set()  # closed, here or by another process: this loop ends
+                    return False
+                if target.server_status() != "running":
+                    return False
                 self._drive(managed)
+                if managed is not None and self._kill_stuck(managed):
+                    self._drive(managed)
         except ProviderThrottled as exc:
             self.stats.throttled += 1
             self._back_off(f"throttled: {exc}")
@@ -126,13 +155,13 @@ class Controller(BackgroundLoop):
             return False
         self.stats.launches += 1
         self._failures_in_row = self._errors_in_row = 0
-        return self._observed(provider) == self.cluster.expected_workers
+        return self._observed(target.provider) == target.expected
 
     def _drive(self, provider: ManagedCloudProvider | None) -> None:
         """Apply the expected number, in slow-start batches after repeated failures."""
-        expected = self.cluster.expected_workers
+        expected = self.target.expected
         if provider is None or self._failures_in_row < SLOW_START_AFTER:
-            self.cluster.apply_worker_number(expected)
+            self.target.apply(expected)
         else:
             self._slow_start(provider, expected)
         if provider is not None:
@@ -140,12 +169,12 @@ class Controller(BackgroundLoop):
 
     def _slow_start(self, provider: ManagedCloudProvider, expected: int) -> None:
         """Launch 1, 2, 4, ... workers until ``expected`` exist; a failure ends the cycle."""
-        provider.refresh_workers(self.cluster, self.cluster.verbose)
+        provider.refresh_workers(self.target.view, self.target.view.verbose)
         batch = 1
         while True:
             current = provider.worker_ledger.workers()
             target = min(expected, current + batch) if expected > current else expected
-            self.cluster.apply_worker_number(target)
+            self.target.apply(target)
             if target == expected:
                 return
             batch *= 2
@@ -155,12 +184,12 @@ class Controller(BackgroundLoop):
         step = min(self.backoff_max, self.backoff_base * 2.0 ** min(self._errors_in_row - 1, 64))
         delay = step * (0.5 + 0.5 * self._rng.random())  # jitter: half the step to the whole step
         self._not_before = self._clock() + delay
-        logger.warning("%s: %s; next try in %.1f s", self.cluster.name, reason, delay)
+        logger.warning("%s: %s; next try in %.1f s", self.target.name, reason, delay)
 
     def _observed(self, provider: object) -> int:
         if isinstance(provider, ManagedCloudProvider):
             return provider.worker_ledger.workers()
-        numbers = self.cluster.get_worker_numbers()
+        numbers = self.target.numbers()
         return numbers.initializing + numbers.running
 
     def _note_initializing(self, provider: ManagedCloudProvider) -> None:
@@ -182,8 +211,8 @@ class Controller(BackgroundLoop):
         stuck = [h for h, since in self._first_seen_initializing.items() if now - since > self.init_timeout]
         if stuck:
             logger.warning("%s: %d worker handle(s) stuck initializing for over %g s; replacing them",
-                           self.cluster.name, len(stuck), self.init_timeout)
-            provider.kill_worker_handles(self.cluster, stuck, self.cluster.verbose)
+                           self.target.name, len(stuck), self.init_timeout)
+            provider.kill_worker_handles(self.target.view, stuck, self.target.view.verbose)
             self.stats.stuck_killed += len(stuck)
             for handle in stuck:
                 del self._first_seen_initializing[handle]

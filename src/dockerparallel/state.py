@@ -4,23 +4,31 @@ The store lets another process (the CLI, a new Python session) find a cluster
 again: its spec, its server and every worker handle, recorded as soon as a
 provider returns them. The file lives in the user data directory (from
 platformdirs) unless ``DOCKERPARALLEL_STATE`` or an explicit path says
-otherwise, and is created with mode 0600.
+otherwise, and is created with mode 0600. Its path is always absolute. Beside
+it, ``locks/`` holds a lock file per cluster (:class:`ClusterLock`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import sqlite3
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Iterator
 
 import platformdirs
 
-from ._errors import DockerParallelError
+from ._errors import ClusterExistsError, DockerParallelError
+from ._validation import check_name, check_seconds
+
+logger = logging.getLogger("dockerparallel.state")
 
 ENV_STATE = "DOCKERPARALLEL_STATE"
 
@@ -40,8 +48,14 @@ _COLUMNS = {
     "resources": ["cluster", "handle", "role", "count", "data", "created"],
 }
 
+#: Create or replace a cluster's record (keeping its creation time).
+_UPSERT_CLUSTER = ("INSERT INTO clusters VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                   "provider=excluded.provider, spec=excluded.spec, updated=excluded.updated")
+
 #: Seconds a process waits for another one that holds the file.
 _BUSY_TIMEOUT = 30.0
+#: Seconds between two tries to take a cluster lock that another process holds.
+_LOCK_POLL = 0.02
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -54,6 +68,10 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
 
 class StateStoreError(DockerParallelError):
     """The state file cannot be read or written."""
+
+
+#: What :meth:`StateStore._recorded_owner` returns when there is no record.
+_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -83,11 +101,18 @@ class ResourceRecord:
 
 
 def default_state_path() -> Path:
-    """``$DOCKERPARALLEL_STATE`` or ``<user data dir>/dockerparallel/state.sqlite3``."""
+    """``$DOCKERPARALLEL_STATE`` or ``<user data dir>/dockerparallel/state.sqlite3``, absolute.
+
+    ``~`` is expanded and a relative path is taken against the working directory.
+    """
     env = os.environ.get(ENV_STATE)
-    if env:
-        return Path(env)
-    return platformdirs.user_data_path("dockerparallel") / "state.sqlite3"
+    return Path(env or platformdirs.user_data_path("dockerparallel") / "state.sqlite3").expanduser().resolve()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 class StateStore:
@@ -96,13 +121,15 @@ class StateStore:
     Parameters
     ----------
     path : str or Path, optional
-        The file (default: :func:`default_state_path`).
+        The file (default: :func:`default_state_path`). ``~`` is expanded and
+        a relative path is taken against the working directory of the moment
+        the store is made; :attr:`path` is absolute.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        self.path = Path(path) if path is not None else default_state_path()
+        self.path = Path(path).expanduser().resolve() if path is not None else default_state_path()
         self._ready = False
 
     def __repr__(self) -> str:
@@ -186,9 +213,11 @@ class StateStore:
             yield conn
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise StateStoreError(f"state file {self.path} is unreadable or corrupt: {exc}") from exc
+        except BaseException:
+            _rollback(conn)
+            raise
         finally:
             conn.close()
 
@@ -198,11 +227,7 @@ class StateStore:
         """Create or replace the record of cluster ``name``."""
         now = time.time()
         with self._connect() as conn:
-            conn.execute(
-                "INSERT INTO clusters VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-                "provider=excluded.provider, spec=excluded.spec, updated=excluded.updated",
-                (name, provider, json.dumps(spec), now, now),
-            )
+            conn.execute(_UPSERT_CLUSTER, (name, provider, json.dumps(spec), now, now))
 
     def load_cluster(self, name: str) -> ClusterRecord | None:
         """The record of cluster ``name``, or ``None``."""
@@ -216,11 +241,77 @@ class StateStore:
             rows = conn.execute("SELECT * FROM clusters ORDER BY created").fetchall()
         return [self._cluster(r) for r in rows]
 
-    def delete_cluster(self, name: str) -> None:
-        """Forget cluster ``name`` and its resources."""
+    def claim_cluster(self, name: str, provider: str, spec: dict[str, Any], owner: str) -> None:
+        """Record cluster ``name`` for ``owner`` in one transaction, unless another owner holds the name.
+
+        The record is created if there is none, and replaced if its spec's
+        ``"owner"`` is ``owner``; of several claims at once, exactly one wins.
+
+        Parameters
+        ----------
+        name, provider : str
+            The cluster's name and its provider's class path.
+        spec : dict
+            The cluster's spec; it is stored with ``"owner": owner``.
+        owner : str
+            Who claims the name (an id unique to one cluster object).
+
+        Raises
+        ------
+        ClusterExistsError
+            If the name is recorded for another owner (or for none).
+        """
+        if not isinstance(owner, str) or not owner:
+            raise (ValueError if owner == "" else TypeError)(f"owner must be a non-empty string, got {owner!r}")
+        now = time.time()
+        text = json.dumps({**spec, "owner": owner})
         with self._connect() as conn:
-            conn.execute("DELETE FROM clusters WHERE name = ?", (name,))
+            if self._recorded_owner(conn, name) not in (owner, _ABSENT):
+                raise ClusterExistsError(name, f"recorded in state file {self.path}")
+            conn.execute(_UPSERT_CLUSTER, (name, provider, text, now, now))
+
+    def _recorded_owner(self, conn: sqlite3.Connection, name: str) -> Any:
+        """The ``"owner"`` of the record of ``name`` (``None`` if it has none), or :data:`_ABSENT`."""
+        row = conn.execute("SELECT spec FROM clusters WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return _ABSENT
+        return self._decode(row[0], f"the spec of cluster {name!r}").get("owner")
+
+    def delete_cluster(self, name: str, owner: str | None = None) -> bool:
+        """Forget cluster ``name`` and its resources.
+
+        Parameters
+        ----------
+        name : str
+            The cluster's name.
+        owner : str, optional
+            Only if the record's spec has this ``"owner"`` (checked in the same transaction).
+
+        Returns
+        -------
+        bool
+            Whether a record was deleted.
+        """
+        with self._connect() as conn:
+            if owner is not None and self._recorded_owner(conn, name) != owner:
+                return False
+            deleted = conn.execute("DELETE FROM clusters WHERE name = ?", (name,)).rowcount > 0
             conn.execute("DELETE FROM resources WHERE cluster = ?", (name,))
+        return deleted
+
+    def delete_cluster_if_owner(self, name: str, owner: str) -> bool:
+        """Forget cluster ``name`` and its resources if its record is ``owner``'s; return whether it was."""
+        return self.delete_cluster(name, owner=owner)
+
+    # -- locks ------------------------------------------------------------------------
+
+    def cluster_lock(self, name: str, timeout: float | None = None) -> ClusterLock:
+        """A new, unheld :class:`ClusterLock` on ``<state dir>/locks/<state file name>.<name>.lock``.
+
+        ``timeout`` is how long ``with lock:`` waits (default: as long as it takes).
+        """
+        name = check_name(name)
+        return ClusterLock(self.path.parent / "locks" / f"{self.path.name}.{name}.lock", name, timeout)
 
     # -- resources ----------------------------------------------------------------------
 
@@ -254,3 +345,152 @@ class StateStore:
         """Forget resources of ``cluster``; unknown handles are ignored."""
         with self._connect() as conn:
             conn.executemany("DELETE FROM resources WHERE cluster = ? AND handle = ?", [(cluster, h) for h in handles])
+
+
+class ClusterLock:
+    """An exclusive lock on one cluster (get one with :meth:`StateStore.cluster_lock`).
+
+    An ``fcntl.flock`` on a file beside the state file: the OS releases it
+    when its holder dies. The holder writes its pid into the file. The thread
+    that holds it may take it again (calls nest; each needs a :meth:`release`);
+    other threads, other lock objects on the file and other processes wait.
+
+    Parameters
+    ----------
+    path : Path
+        The lock file (created with mode 0600, in a directory of mode 0700).
+    name : str
+        The cluster's name, for messages.
+    timeout : float, optional
+        Seconds ``with lock:`` waits (default: as long as it takes).
+    """
+
+    _fd: int | None
+    _owner: int | None
+
+    def __init__(self, path: Path, name: str, timeout: float | None = None) -> None:
+        self.path = Path(path)
+        self.name = name
+        self.timeout = None if timeout is None else check_seconds(timeout, "timeout")
+        self._mutex, self._fd, self._count, self._owner = threading.RLock(), None, 0, None
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"ClusterLock({self.name!r}, {str(self.path)!r}, held={self.held})"
+
+    @property
+    def held(self) -> bool:
+        """Whether the calling thread holds the lock."""
+        return self._pid == os.getpid() and self._count > 0 and self._owner == threading.get_ident()
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Take the lock, waiting up to ``timeout`` seconds (default: as long as it takes).
+
+        Raises
+        ------
+        TimeoutError
+            If the lock is not free in time (0 tries once); names the cluster, the file and the holder's pid.
+        StateStoreError
+            If the lock file cannot be created.
+        """
+        timeout = None if timeout is None else check_seconds(timeout, "timeout")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._forget_after_fork()
+        if not self._mutex.acquire(timeout=-1 if timeout is None else timeout):
+            raise self._timeout_error(timeout)
+        try:
+            if self._count == 0:
+                self._fd = self._lock_file(deadline, timeout)
+        except BaseException:
+            self._mutex.release()
+            raise
+        self._count += 1
+        self._owner = threading.get_ident()
+
+    def release(self) -> None:
+        """Undo one :meth:`acquire`; the last one frees the lock.
+
+        Raises
+        ------
+        RuntimeError
+            If the calling thread does not hold the lock.
+        """
+        if not self.held:
+            raise RuntimeError(f"the lock of cluster {self.name!r} is not held by this thread")
+        self._count -= 1
+        if self._count == 0 and self._fd is not None:
+            self._owner, fd, self._fd = None, self._fd, None
+            self._unlock(fd)
+        self._mutex.release()
+
+    def __enter__(self) -> ClusterLock:
+        self.acquire(self.timeout)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            with suppress(Exception):
+                os.close(self._fd)  # an abandoned lock is freed
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _forget_after_fork(self) -> None:
+        """In a child process, drop the state inherited from the parent (its holding is not ours)."""
+        if self._pid == os.getpid():
+            return
+        if self._fd is not None:
+            with suppress(OSError):
+                os.close(self._fd)  # the parent's descriptor (and its flock) stays
+        self._mutex, self._fd, self._count, self._owner = threading.RLock(), None, 0, None
+        self._pid = os.getpid()
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+            return os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise StateStoreError(f"cannot create lock file {self.path}: {exc.strerror or exc}") from exc
+
+    def _lock_file(self, deadline: float | None, timeout: float | None) -> int:
+        """Open the file and flock it (polling until ``deadline``); write our pid into it."""
+        fd = self._open()
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise self._timeout_error(timeout) from None
+                    time.sleep(_LOCK_POLL)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        logger.debug("locked cluster %r (%s)", self.name, self.path)
+        return fd
+
+    def _unlock(self, fd: int) -> None:
+        with suppress(OSError):
+            os.ftruncate(fd, 0)  # no stale pid for the next waiter to name
+            fcntl.flock(fd, fcntl.LOCK_UN)  # explicitly: a forked child may share the descriptor
+        os.close(fd)
+        logger.debug("unlocked cluster %r (%s)", self.name, self.path)
+
+    def _timeout_error(self, timeout: float | None) -> TimeoutError:
+        try:
+            holder: int | None = int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            holder = None
+        who = "another process" if holder is None else f"pid {holder}"
+        if holder == os.getpid():
+            who += " (this process: another thread or lock object)"
+        return TimeoutError(f"cluster {self.name!r} is locked, held by {who}: "
+                            f"lock file {self.path} was not free within {timeout or 0:g} s")

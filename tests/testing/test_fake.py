@@ -99,7 +99,7 @@ def test_kill_failure_rate_and_unknown_handles(started: DockerCluster, provider:
 def test_same_seed_same_faults() -> None:
     def outcomes(seed: int) -> list[bool]:
         provider = FakeCloudProvider(FakeCloud(), kill_failure_rate=0.5, seed=seed)
-        cluster = started_cluster(provider)
+        cluster = started_cluster(provider, state=False)  # each run is a separate cluster of the same name
         return provider.kill_docker_worker_containers(cluster, [f"h{i}" for i in range(40)])
 
     assert outcomes(7) == outcomes(7)

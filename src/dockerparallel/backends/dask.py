@@ -7,21 +7,43 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import dask
 
 from .._validation import MAX_WORKERS, check_count
 from .._loop import BackgroundLoop
-from .._wait import wait_until
 from ..managed import LedgerEntry, plan_kill
+from ..provider import WorkerStatus
 from ..container import ENV_SERVER_IP, ENV_SERVER_PORT, DockerContainer, DockerHardware
 
 if TYPE_CHECKING:
     from distributed import Client, Security
 
-    from ..cluster import DockerCluster
     from ..provider import ServerAddress
+
+
+class _Retiring(Protocol):
+    """What adaptive scaling asks of a cluster's lifecycle."""
+
+    def retire(self, expected: int, action: Callable[[], None], timeout: float = 30.0) -> None: ...
+
+
+class AdaptiveCluster(Protocol):
+    """What :class:`Adaptive` uses of a cluster (a :class:`~dockerparallel.DockerCluster` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def lifecycle(self) -> _Retiring: ...
+
+    @property
+    def expected_workers(self) -> int: ...
+
+    def get_client(self, **kwargs: Any) -> Client: ...
+
+    def set_worker_number(self, worker_number: int) -> None: ...
 
 logger = logging.getLogger("dockerparallel.backends.dask")
 
@@ -199,7 +221,7 @@ class Adaptive(BackgroundLoop):
     containers exit.
     """
 
-    def __init__(self, cluster: DockerCluster, minimum: int = 0, maximum: int | None = None, *,
+    def __init__(self, cluster: AdaptiveCluster, minimum: int = 0, maximum: int | None = None, *,
                  interval: float = 1.0, wait_count: int = 3) -> None:
         self.minimum = check_count(minimum, "minimum")
         self.maximum = check_count(maximum if maximum is not None else MAX_WORKERS, "maximum")
@@ -256,27 +278,17 @@ class Adaptive(BackgroundLoop):
             token = container_token(info.get("name"))
             if token is not None:
                 groups[token].append(address)
-        entries = [LedgerEntry(token, len(addrs), "running", seq) for seq, (token, addrs) in enumerate(groups.items())]
+        entries = [LedgerEntry(token, len(addrs), WorkerStatus.RUNNING, seq) for seq, (token, addrs) in enumerate(groups.items())]
         plan = plan_kill(entries, excess)
         if not plan.handles:
             return 0
         addresses = [a for token in plan.handles for a in groups[token]]
-        with self.cluster._lock:
-            expected = self.cluster.expected_workers - plan.workers
-            self.cluster.record_worker_number(expected)
+        expected = self.cluster.expected_workers - plan.workers
+        client = self._client
+
+        def retire_workers() -> None:
             self.history.append((time.time(), expected))
-            self._client.retire_workers(workers=addresses, close_workers=True)
-            self._await_exit(expected)
+            client.retire_workers(workers=addresses, close_workers=True)
+
+        self.cluster.lifecycle.retire(expected, retire_workers)
         return plan.workers
-
-    def _await_exit(self, expected: int, timeout: float = 30.0) -> None:
-        def gone() -> bool:
-            numbers = self.cluster.get_worker_numbers()
-            return numbers.initializing + numbers.running <= expected
-
-        try:
-            wait_until(gone, timeout, "retired workers' containers to exit", poll=0.25)
-        except TimeoutError:
-            logger.warning("retired containers did not exit in %g s; killing what is above %d workers",
-                           timeout, expected)
-            self.cluster.update()

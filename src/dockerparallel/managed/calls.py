@@ -20,7 +20,7 @@ from ..provider import WorkerStatus
 DEFAULT_CALL_TIMEOUT = 600.0
 
 #: Status strings (and enum members) accepted from a provider -> the enum.
-_STATUS = {**{s.value: s for s in WorkerStatus}, **{s: s for s in WorkerStatus}}
+_STATUS: dict[object, WorkerStatus] = {**{s.value: s for s in WorkerStatus}, **{s: s for s in WorkerStatus}}
 
 
 class _Call:

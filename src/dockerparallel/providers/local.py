@@ -5,7 +5,10 @@ detached in a session of its own, so that the cluster outlives the Python
 process that started it. Each process is recorded in the
 :class:`~dockerparallel.state.StateStore` with its pid and start time (a
 reused pid is not mistaken for it), so another process can reconnect, scale
-and stop the cluster.
+and stop the cluster. On Linux the start time is counted in clock ticks since
+boot, so a step of the wall clock does not make live processes look stopped.
+Processes are labelled with the absolute path of their store, so clusters of
+the same name in different stores stay apart.
 """
 
 from __future__ import annotations
@@ -43,8 +46,57 @@ ENV_WORKERS = "DOCKERPARALLEL_WORKERS"
 ENV_STORE = "DOCKERPARALLEL_STORE"
 
 
+#: Linux: the start stamp is the start time in clock ticks since boot, from ``/proc/<pid>/stat``.
+_PROC_STAT = sys.platform.startswith("linux")
+
+
+def start_stamp(pid: int) -> int:
+    """The start stamp of process ``pid``, the last part of its handle ``local-<pid>-<stamp>``.
+
+    Parameters
+    ----------
+    pid : int
+        The process.
+
+    Returns
+    -------
+    int
+        On Linux, the start time in clock ticks since boot (field 22 of
+        ``/proc/<pid>/stat``), which a step of the wall clock does not move;
+        elsewhere psutil's ``create_time`` in milliseconds since the epoch.
+
+    Raises
+    ------
+    psutil.NoSuchProcess
+        If there is no process ``pid``.
+    """
+    if not _PROC_STAT:
+        return int(psutil.Process(pid).create_time() * 1000)
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except (FileNotFoundError, ProcessLookupError):
+        raise psutil.NoSuchProcess(pid) from None
+    # comm (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    return int(text[text.rindex(b")") + 2:].split()[19])
+
+
+def started_at(pid: int, stamp: int) -> bool:
+    """Whether process ``pid`` runs and is the one that started at ``stamp`` (not a reused pid).
+
+    A stamp of the older form (psutil ``create_time`` in milliseconds) is
+    accepted too, while the wall clock has not been stepped since.
+    """
+    try:
+        if start_stamp(pid) == stamp:
+            return True
+        return _PROC_STAT and int(psutil.Process(pid).create_time() * 1000) == stamp
+    except (psutil.Error, OSError, ValueError, IndexError):
+        return False
+
+
 def _handle(proc: psutil.Process) -> str:
-    return f"local-{proc.pid}-{int(proc.create_time() * 1000)}"
+    return f"local-{proc.pid}-{start_stamp(proc.pid)}"
 
 
 def _resolve(command: list[str]) -> list[str]:
@@ -81,11 +133,11 @@ def labelled_processes(cluster: str, store: StateStore | None = None) -> dict[st
 def _process(handle: str) -> psutil.Process | None:
     """The live process named by ``handle``, or ``None`` (dead, reused pid, bad handle)."""
     try:
-        _, pid, started = handle.split("-")
-        proc = psutil.Process(int(pid))
-        if int(proc.create_time() * 1000) != int(started) or proc.status() == psutil.STATUS_ZOMBIE:
+        kind, pid, started = handle.split("-")
+        if kind != "local" or not started_at(int(pid), int(started)):
             return None
-        return proc
+        proc = psutil.Process(int(pid))
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc
     except (ValueError, psutil.Error):
         return None
 

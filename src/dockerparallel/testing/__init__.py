@@ -1,6 +1,6 @@
 """Testing tools: an in-memory fake cloud and the provider conformance kit."""
 
-from .conformance import ConformanceReport, check_provider
+from .conformance import ConformanceReport, StepOutcome, check_provider
 from .fake import FakeCloud, FakeCloudError, FakeCloudProvider, FakeContainer
 
 __all__ = [
@@ -9,5 +9,6 @@ __all__ = [
     "FakeCloudError",
     "FakeCloudProvider",
     "FakeContainer",
+    "StepOutcome",
     "check_provider",
 ]

@@ -7,7 +7,13 @@ A third-party provider author calls it from a test::
     def test_my_provider():
         check_provider(MyProvider, my_worker_container)
 
-It raises :class:`~dockerparallel.ConformanceError` naming the failing step.
+It raises :class:`~dockerparallel.ConformanceError` naming the failing step,
+and returns a :class:`ConformanceReport` saying which steps passed and which
+were not run, with the reason (a provider that does not report existing
+clusters cannot have its reconnect checked)::
+
+    report = check_provider(MyProvider, my_worker_container)
+    assert report.complete, str(report)
 """
 
 from __future__ import annotations
@@ -20,24 +26,81 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .._errors import ConformanceError
-from ..cluster import DockerCluster, wait_until
+from .._wait import wait_until
+from ..cluster import DockerCluster
 from ..container import DockerContainer, DockerHardware
 from ..managed import ManagedCloudProvider
 
 logger = logging.getLogger("dockerparallel.testing")
 
 
+PASSED = "passed"
+NOT_RUN = "not run"
+
+#: Why the reconnect step is not run for a provider without ``docker_cluster_exists``.
+NO_EXISTING_CLUSTERS = "the provider does not report existing clusters (docker_cluster_exists returned False)"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What became of one step: ``"passed"`` (in ``seconds``) or ``"not run"`` (for ``reason``)."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    reason: str = ""
+
+
 @dataclass
 class ConformanceReport:
-    """The steps :func:`check_provider` passed, with their durations in seconds."""
+    """What :func:`check_provider` did: every step, in order, passed or not run.
+
+    A step that fails raises :class:`~dockerparallel.ConformanceError`
+    instead, so a report only holds steps that passed and steps that were
+    not run, each of the latter with its reason.
+    """
 
     provider: str
-    steps: list[tuple[str, float]] = field(default_factory=list)
+    outcomes: list[StepOutcome] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[tuple[str, float]]:
+        """The steps that passed, as ``(name, seconds)``, in order."""
+        return [(o.name, o.seconds) for o in self.outcomes if o.status == PASSED]
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """The steps that were not run, as ``(name, reason)``, in order."""
+        return [(o.name, o.reason) for o in self.outcomes if o.status == NOT_RUN]
+
+    @property
+    def passed_names(self) -> list[str]:
+        """The names of the steps that passed, in order."""
+        return [name for name, _ in self.steps]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every step ran (and so passed)."""
+        return not self.skipped
+
+    def ran(self, name: str) -> bool:
+        """Whether the step ``name`` ran (and so passed)."""
+        return name in self.passed_names
 
     def __str__(self) -> str:
-        lines = [f"{self.provider}: {len(self.steps)} conformance steps passed"]
-        lines += [f"  ok  {name} ({seconds:.2f} s)" for name, seconds in self.steps]
+        lines = [f"{self.provider}: {len(self.steps)} conformance steps passed, {len(self.skipped)} not run"]
+        for o in self.outcomes:
+            lines.append(f"  ok       {o.name} ({o.seconds:.2f} s)" if o.status == PASSED
+                         else f"  not run  {o.name}: {o.reason}")
         return "\n".join(lines)
+
+
+class _NotRun(Exception):
+    """Raised by a step's action that cannot check anything on this provider; the step is reported not run."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _Checker:
@@ -53,11 +116,15 @@ class _Checker:
         started = time.monotonic()
         try:
             action()
+        except _NotRun as skip:
+            self.report.outcomes.append(StepOutcome(name, NOT_RUN, reason=skip.reason))
+            logger.warning("%s: conformance step %r not run: %s", self.report.provider, name, skip.reason)
+            return
         except ConformanceError:
             raise
         except Exception as exc:
             raise ConformanceError(f"{self.report.provider}: step {name!r} failed: {exc!r}") from exc
-        self.report.steps.append((name, time.monotonic() - started))
+        self.report.outcomes.append(StepOutcome(name, PASSED, time.monotonic() - started))
         logger.info("conformance step %r passed", name)
 
     def expect(self, condition: bool, message: str) -> None:
@@ -111,7 +178,9 @@ def check_provider(
     Returns
     -------
     ConformanceReport
-        The steps passed. A failing step raises :class:`ConformanceError`.
+        The steps passed and the steps not run, with the reason (see
+        :attr:`ConformanceReport.complete`). A failing step raises
+        :class:`ConformanceError`.
     """
     provider = provider_factory()
     if not isinstance(provider, ManagedCloudProvider):
@@ -180,8 +249,7 @@ def _reconnect(c: _Checker, provider_factory: Callable[[], ManagedCloudProvider]
     twin = DockerCluster(fresh, c.cluster.worker_container, server_container=c.cluster.server_container,
                          name=c.cluster.name, worker_number=number)
     if not twin.cluster_exists():
-        logger.info("%s does not report existing clusters; reconnect not checked", c.report.provider)
-        return
+        raise _NotRun(NO_EXISTING_CLUSTERS)
     twin.reconnect()
     c.expect(twin.is_server_running(), "a fresh provider does not see the running server after reconnect()")
     numbers = twin.get_worker_numbers()
