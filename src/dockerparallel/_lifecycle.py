@@ -399,9 +399,10 @@ class Lifecycle:
         if self.store is None or manager is None:
             return 0
         with manager.lock:
-            rows = [r for r in self.store.resources(self.name, "worker") if r.handle not in manager.ledger]
-            for row in rows:
-                manager.ledger.add([row.handle] * row.count)
+            ledger = manager.ledger
+            rows = {h: n for h, n in self.store.resource_counts(self.name, "worker").items() if h not in ledger}
+            for handle, count in rows.items():
+                ledger.add([handle] * count)
         return len(rows)
 
     def _spec(self) -> dict[str, Any]:

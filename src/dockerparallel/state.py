@@ -341,6 +341,13 @@ class StateStore:
             rows = conn.execute(query + " ORDER BY created", args).fetchall()
         return [self._resource(r) for r in rows]
 
+    def resource_counts(self, cluster: str, role: str) -> dict[str, int]:
+        """Handle -> count of the resources of ``cluster`` in ``role`` (a fast read: no data decoded)."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT handle, count FROM resources WHERE cluster = ? AND role = ?",
+                                (cluster, role)).fetchall()
+        return dict(rows)
+
     def delete_resources(self, cluster: str, handles: list[str]) -> None:
         """Forget resources of ``cluster``; unknown handles are ignored."""
         with self._connect() as conn:
