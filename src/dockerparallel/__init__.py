@@ -11,6 +11,7 @@ from ._errors import (
     ProviderError,
     ProviderThrottled,
     ProviderTimeout,
+    StateStoreError,
     StopError,
 )
 from .cluster import DockerCluster
@@ -41,6 +42,7 @@ __all__ = [
     "ProviderTimeout",
     "ScaleReport",
     "ServerAddress",
+    "StateStoreError",
     "StopError",
     "WorkerNumbers",
     "WorkerStatus",

@@ -105,5 +105,9 @@ class StopError(ClusterStateError):
         )
 
 
+class StateStoreError(DockerParallelError):
+    """The state file cannot be read or written."""
+
+
 class ConformanceError(DockerParallelError, AssertionError):
     """A provider failed a step of :func:`dockerparallel.testing.check_provider`."""

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ._validation import check_count
-
-if TYPE_CHECKING:
-    from .provider import ServerAddress
 
 #: Environment variables a generic container receives; backends may add more.
 ENV_SERVER_IP = "DOCKERPARALLEL_SERVER_IP"
@@ -151,3 +148,41 @@ class DockerContainer:
         """
         workers = check_count(workers, "workers", minimum=1, maximum=self.max_workers_per_container)
         return self.with_environment(**{ENV_WORKER_NUMBER: str(workers)})
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where the server listens.
+
+    Workers connect to the private address; the user's client connects to the
+    public one when it exists, else to the private one.
+    """
+
+    public_ip: str | None
+    public_port: int | None
+    private_ip: str
+    private_port: int
+
+    @classmethod
+    def coerce(cls, value: ServerAddress | Mapping[str, Any]) -> ServerAddress:
+        """Accept a :class:`ServerAddress` or a mapping with the same keys."""
+        if isinstance(value, ServerAddress):
+            return value
+        if isinstance(value, Mapping):
+            return cls(
+                public_ip=value.get("public_ip"),
+                public_port=value.get("public_port"),
+                private_ip=value["private_ip"],
+                private_port=int(value["private_port"]),
+            )
+        raise TypeError(f"expected a ServerAddress or a mapping, got {type(value).__name__}")
+
+    @property
+    def client_ip(self) -> str:
+        """The address a client should use."""
+        return self.public_ip or self.private_ip
+
+    @property
+    def client_port(self) -> int:
+        """The port a client should use."""
+        return self.public_port or self.private_port

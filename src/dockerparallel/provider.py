@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import abc
 import enum
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Mapping, NamedTuple, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from .container import DockerContainer, DockerHardware
+from .container import DockerContainer, DockerHardware, ServerAddress
+
+__all__ = ["CloudProvider", "ClusterView", "ServerAddress", "WorkerNumbers", "WorkerStatus"]
 
 
 @runtime_checkable
@@ -66,44 +66,6 @@ class WorkerNumbers(NamedTuple):
     initializing: int
     running: int
     expected: int
-
-
-@dataclass(frozen=True)
-class ServerAddress:
-    """Where the server listens.
-
-    Workers connect to the private address; the user's client connects to the
-    public one when it exists, else to the private one.
-    """
-
-    public_ip: str | None
-    public_port: int | None
-    private_ip: str
-    private_port: int
-
-    @classmethod
-    def coerce(cls, value: ServerAddress | Mapping[str, Any]) -> ServerAddress:
-        """Accept a :class:`ServerAddress` or a mapping with the same keys."""
-        if isinstance(value, ServerAddress):
-            return value
-        if isinstance(value, Mapping):
-            return cls(
-                public_ip=value.get("public_ip"),
-                public_port=value.get("public_port"),
-                private_ip=value["private_ip"],
-                private_port=int(value["private_port"]),
-            )
-        raise TypeError(f"expected a ServerAddress or a mapping, got {type(value).__name__}")
-
-    @property
-    def client_ip(self) -> str:
-        """The address a client should use."""
-        return self.public_ip or self.private_ip
-
-    @property
-    def client_port(self) -> int:
-        """The port a client should use."""
-        return self.public_port or self.private_port
 
 
 class CloudProvider(abc.ABC):

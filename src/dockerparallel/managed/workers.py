@@ -15,7 +15,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 from .._errors import DockerParallelError, PartialLaunchError, ProviderError
 from ..provider import ClusterView, WorkerStatus
@@ -28,7 +28,21 @@ from .selection import plan_kill
 
 if TYPE_CHECKING:
     from ..container import DockerContainer, DockerHardware
-    from .provider import ManagedCloudProvider
+
+
+class Primitives(Protocol):
+    """What the manager calls: the three primitives and the launch limits (a ManagedCloudProvider)."""
+
+    def run_docker_worker_containers(self, cluster: ClusterView, container: DockerContainer,
+                                     hardware: DockerHardware, worker_number: int, verbose: int = 0) -> list[str]: ...
+
+    def get_docker_worker_status(self, cluster: ClusterView, worker_handles: list[str],
+                                 verbose: int = 0) -> list[str]: ...
+
+    def kill_docker_worker_containers(self, cluster: ClusterView, worker_handles: list[str],
+                                      verbose: int = 0) -> list[bool]: ...
+
+    def launch_capabilities(self, container: DockerContainer, hardware: DockerHardware) -> ProviderCapabilities: ...
 
 logger = logging.getLogger("dockerparallel.managed")
 
@@ -84,11 +98,11 @@ class WorkerManager:
 
     Parameters
     ----------
-    provider : ManagedCloudProvider
-        Whose primitives are called.
+    provider : Primitives
+        Whose primitives are called (a ManagedCloudProvider).
     """
 
-    def __init__(self, provider: ManagedCloudProvider) -> None:
+    def __init__(self, provider: Primitives) -> None:
         self.provider = provider
         self.ledger = WorkerLedger()
         self.lock = threading.RLock()

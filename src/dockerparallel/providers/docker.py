@@ -14,11 +14,17 @@ finds them: :meth:`DockerProvider.docker_cluster_exists`,
 :meth:`~DockerProvider.reconnect_docker_cluster` and
 :meth:`~DockerProvider.cleanup_docker_cluster` work from the labels alone.
 A worker handle is the full id of its container.
+
+Every public method runs under the one map of the docker SDK's errors
+(:mod:`._docker_errors`): an engine that does not answer is
+:class:`DockerEngineUnavailable`, a missing image
+:class:`DockerImageUnavailable`, any other error of the engine a
+:class:`~dockerparallel.ProviderError`; each names the class and the method.
+The pure rules and the connection live in :mod:`._docker_engine`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -26,14 +32,36 @@ import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
-from .._errors import DockerParallelError, ProviderError
+from .._errors import ProviderError
 from .._validation import check_count
 from ..container import ENV_SERVER_PORT
 from ..managed import ManagedCloudProvider
 from ..provider import ClusterView, ServerAddress
+from ._docker_engine import (
+    LABEL_CLUSTER,
+    LABEL_ROLE,
+    LABEL_WORKERS,
+    NETWORK_MODES,
+    cluster_labels,
+    connect,
+    in_parallel,
+    label_filters,
+    label_workers,
+    server_address_from_inspect,
+    worker_status,
+)
+from ._docker_errors import (
+    BUILD_HELP,
+    DEFAULT_SOCKET,
+    DOCKER_ERROR_TABLE,
+    DockerEngineUnavailable,
+    DockerImageUnavailable,
+    ImageMissing,
+    docker_errors,
+    engine_errors,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -42,152 +70,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("dockerparallel.providers.docker")
 
-LABEL_CLUSTER = "dockerparallel.cluster"
-LABEL_ROLE = "dockerparallel.role"
-LABEL_WORKERS = "dockerparallel.workers"
-NETWORK_MODES = ("host", "bridge")
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
-
-#: Docker container state -> worker status; any other state (exited, dead,
-#: removing, or no container at all) is "stopped". A paused container is alive
-#: but does no work: it counts as initializing, so it is killed first.
-_STATUS = {"created": "initializing", "restarting": "initializing", "paused": "initializing",
-           "running": "running"}
-
 T = TypeVar("T")
 R = TypeVar("R")
 
-
-class DockerEngineUnavailable(DockerParallelError, ConnectionError):
-    """No Docker Engine answers where the provider looks for one."""
-
-
-class DockerImageUnavailable(DockerParallelError, LookupError):
-    """The image is not on the engine and cannot be pulled."""
-
-
-def worker_status(state: str | None) -> str:
-    """The worker status of a Docker container state (``None``: no such container)."""
-    return _STATUS.get(state or "missing", "stopped")
+__all__ = [
+    "DEFAULT_SOCKET", "DOCKER_ERROR_TABLE", "LABEL_CLUSTER", "LABEL_ROLE", "LABEL_WORKERS", "NETWORK_MODES",
+    "DockerEngineUnavailable", "DockerImageUnavailable", "DockerProvider", "connect", "docker_errors",
+    "server_address_from_inspect", "worker_status",
+]
 
 
 def _log(verbose: int, message: str, *args: Any) -> None:
     logger.log(logging.INFO if verbose else logging.DEBUG, message, *args)
-
-
-def _label_workers(box: Mapping[str, Any]) -> int:
-    """The worker count in a container's labels (1 when the label is missing or broken)."""
-    try:
-        return max(1, int((box.get("Labels") or {}).get(LABEL_WORKERS, "1")))
-    except ValueError:
-        return 1
-
-
-def _unreachable_message(base_url: str | None, error: BaseException) -> str:
-    where = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
-    return (
-        f"no Docker Engine is reachable at {where} ({error}). Start one: run "
-        "`bash scripts/install-docker.sh` (installs and starts dockerd) or start dockerd yourself; "
-        f"to use another engine set DOCKER_HOST (e.g. DOCKER_HOST={DEFAULT_SOCKET}) "
-        "or pass DockerProvider(base_url=...)."
-    )
-
-
-def _is_connection_error(error: BaseException) -> bool:
-    try:
-        import requests
-    except ImportError:  # pragma: no cover - the docker SDK depends on requests
-        return False
-    return isinstance(error, requests.exceptions.ConnectionError)
-
-
-def _engine_call(method: Callable[..., R]) -> Callable[..., R]:
-    """Turn a lost connection to the engine into :class:`DockerEngineUnavailable`."""
-
-    @functools.wraps(method)
-    def wrapper(self: DockerProvider, *args: Any, **kwargs: Any) -> R:
-        try:
-            return method(self, *args, **kwargs)
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise DockerEngineUnavailable(_unreachable_message(self.base_url, exc)) from exc
-            raise
-
-    return wrapper
-
-
-def connect(base_url: str | None = None, timeout: int = 120, pool_size: int = 10) -> docker.DockerClient:
-    """Connect to a Docker Engine, negotiating the API version.
-
-    Parameters
-    ----------
-    base_url : str, optional
-        The engine's address (``unix:///var/run/docker.sock``,
-        ``tcp://127.0.0.1:2375``); from the environment (``DOCKER_HOST``)
-        when omitted.
-    timeout : int
-        Seconds one API call may take.
-    pool_size : int
-        Connections kept open to the engine (as many as concurrent calls).
-
-    Returns
-    -------
-    docker.DockerClient
-        A client whose API version is the engine's (``version="auto"``).
-
-    Raises
-    ------
-    DockerEngineUnavailable
-        No engine answers; the message says how to start one.
-    """
-    try:
-        import docker
-    except ImportError as exc:
-        raise ImportError("DockerProvider needs the docker SDK: pip install 'dockerparallel[docker]'") from exc
-    try:
-        options = {"version": "auto", "timeout": timeout, "max_pool_size": max(10, pool_size)}
-        if base_url is None:
-            client = docker.from_env(**options)
-        else:
-            client = docker.DockerClient(base_url=base_url, **options)
-    except docker.errors.DockerException as exc:
-        raise DockerEngineUnavailable(_unreachable_message(base_url, exc)) from exc
-    logger.debug("connected to the Docker Engine (API %s)", client.api.api_version)
-    return client
-
-
-def server_address_from_inspect(info: Mapping[str, Any], host_ip: str) -> ServerAddress:
-    """The :class:`ServerAddress` of a server container, from its ``docker inspect`` data.
-
-    Parameters
-    ----------
-    info : mapping
-        The container's inspect data (``Config.Env``, ``HostConfig.NetworkMode``,
-        ``NetworkSettings``).
-    host_ip : str
-        The host address the server is reached at (host network) or its port
-        is published on (bridge network).
-
-    Returns
-    -------
-    ServerAddress
-        Host network: ``host_ip`` and the port of ``DOCKERPARALLEL_SERVER_PORT``.
-        Bridge network: the published port on ``host_ip`` (public) and the
-        container's own address and port (private, for the workers).
-    """
-    env = dict(item.partition("=")[::2] for item in (info.get("Config") or {}).get("Env") or [])
-    port = env.get(ENV_SERVER_PORT)
-    if not port:
-        raise ValueError(f"the server container has no {ENV_SERVER_PORT} in its environment")
-    settings = info.get("NetworkSettings") or {}
-    if (info.get("HostConfig") or {}).get("NetworkMode") == "host":
-        return ServerAddress(None, None, host_ip, int(port))
-    bound = (settings.get("Ports") or {}).get(f"{port}/tcp") or []
-    if not bound:
-        raise ValueError(f"the server port {port} is not published")
-    networks = (settings.get("Networks") or {}).values()
-    private = next((n["IPAddress"] for n in networks if n.get("IPAddress")), None) or host_ip
-    return ServerAddress(host_ip, int(bound[0]["HostPort"]), private, int(port))
 
 
 class DockerProvider(ManagedCloudProvider):
@@ -264,8 +158,17 @@ class DockerProvider(ManagedCloudProvider):
     # -- the engine -------------------------------------------------------------------
 
     @property
+    @engine_errors
     def client(self) -> docker.DockerClient:
-        """The docker SDK client, connected on first use."""
+        """The docker SDK client, connected on first use.
+
+        Raises
+        ------
+        DockerEngineUnavailable
+            No engine answers; the message says how to start one.
+        ImportError
+            Without the docker SDK.
+        """
         with self._client_lock:
             if self._client is None:
                 self._client = connect(self.base_url, self.timeout, self.max_concurrent_calls)
@@ -278,22 +181,11 @@ class DockerProvider(ManagedCloudProvider):
 
     def _parallel(self, function: Callable[[T], R], items: Sequence[T]) -> list[tuple[R | None, Exception | None]]:
         """Call ``function`` on each item, a few at a time; return ``(result, error)`` pairs."""
-
-        def call(item: T) -> tuple[R | None, Exception | None]:
-            try:
-                return function(item), None
-            except Exception as exc:
-                return None, exc
-
-        if len(items) <= 1:
-            return [call(item) for item in items]
-        with ThreadPoolExecutor(min(self.max_concurrent_calls, len(items)), "dockerparallel-docker") as pool:
-            return list(pool.map(call, items))
+        return in_parallel(function, items, self.max_concurrent_calls)
 
     def _containers(self, cluster: ClusterView, role: str | None = None) -> list[dict[str, Any]]:
         """Every container labelled with the cluster (and ``role``), in one API call."""
-        labels = [f"{LABEL_CLUSTER}={cluster.name}"] + ([f"{LABEL_ROLE}={role}"] if role else [])
-        return list(self.client.api.containers(all=True, filters={"label": labels}))
+        return list(self.client.api.containers(all=True, filters={"label": label_filters(cluster.name, role)}))
 
     def _states(self, cluster: ClusterView) -> dict[str, str]:
         """Container id -> Docker state of every container of the cluster."""
@@ -328,9 +220,8 @@ class DockerProvider(ManagedCloudProvider):
             api.inspect_image(image)
         except docker.errors.ImageNotFound:
             if not self.pull:
-                raise DockerImageUnavailable(
-                    f"image {image!r} is not on the Docker Engine and pulling is off (pull=False); "
-                    f"build or load it first (for the test image: bash scripts/build-test-image.sh)"
+                raise ImageMissing(
+                    f"image {image!r} is not on the Docker Engine and pulling is off (pull=False); {BUILD_HELP}"
                 ) from None
             logger.info("image %s is not on the engine; pulling it", image)
             repository, tag = parse_repository_tag(image)
@@ -338,9 +229,8 @@ class DockerProvider(ManagedCloudProvider):
                 api.pull(repository, tag=tag or "latest")
                 api.inspect_image(image)
             except docker.errors.DockerException as exc:
-                raise DockerImageUnavailable(
-                    f"image {image!r} is not on the Docker Engine and could not be pulled ({exc}); "
-                    f"build or load it first (for the test image: bash scripts/build-test-image.sh)"
+                raise ImageMissing(
+                    f"image {image!r} is not on the Docker Engine and could not be pulled ({exc}); {BUILD_HELP}"
                 ) from exc
         self._images.add(image)
 
@@ -366,9 +256,7 @@ class DockerProvider(ManagedCloudProvider):
     ) -> str:
         """Create and start one labelled container; return its full id."""
         api = self.client.api
-        labels = {LABEL_CLUSTER: cluster.name, LABEL_ROLE: role}
-        if role == "worker":
-            labels[LABEL_WORKERS] = str(workers)
+        labels = cluster_labels(cluster.name, role, workers)
         ports = self._published_ports(container) if role == "server" else None
         created = api.create_container(
             image=container.image, command=list(container.command) or None,
@@ -387,12 +275,12 @@ class DockerProvider(ManagedCloudProvider):
 
     # -- server ---------------------------------------------------------------------------
 
-    @_engine_call
+    @engine_errors
     def initialize_cloud_provider(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Connect to the engine, so that a missing engine is reported before anything starts."""
         self.client  # noqa: B018 - connecting is the point
 
-    @_engine_call
+    @engine_errors
     def run_docker_server(self, cluster: ClusterView, container: DockerContainer,
                           hardware: DockerHardware, verbose: int = 0) -> None:
         """Start the server container (pulling its image if it is missing)."""
@@ -400,7 +288,7 @@ class DockerProvider(ManagedCloudProvider):
         self._server_id = self._start_container(cluster, container, "server", 1, hardware)
         _log(verbose, "server container %s started", self._server_id[:12])
 
-    @_engine_call
+    @engine_errors
     def stop_docker_server(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Remove every server container of the cluster (none is success)."""
         ids = {c["Id"] for c in self._containers(cluster, "server")}
@@ -409,7 +297,7 @@ class DockerProvider(ManagedCloudProvider):
         self._remove_all(sorted(ids))
         self._server_id = None
 
-    @_engine_call
+    @engine_errors
     def get_server_status(self, cluster: ClusterView, verbose: int = 0) -> str:
         """The status of the server container this provider started or adopted.
 
@@ -442,7 +330,7 @@ class DockerProvider(ManagedCloudProvider):
         except OSError:
             return False
 
-    @_engine_call
+    @engine_errors
     def get_docker_server_ip(self, cluster: ClusterView, verbose: int = 0) -> ServerAddress:
         """Where the server listens (see :func:`server_address_from_inspect`); cached per server container."""
         server_id = self._server_id
@@ -458,12 +346,12 @@ class DockerProvider(ManagedCloudProvider):
 
     # -- finding a cluster again ------------------------------------------------------------
 
-    @_engine_call
+    @engine_errors
     def docker_cluster_exists(self, cluster: ClusterView, verbose: int = 0) -> bool:
         """Whether a live (created, running, ...) container is labelled with the cluster's name."""
         return any(worker_status(c.get("State")) != "stopped" for c in self._containers(cluster))
 
-    @_engine_call
+    @engine_errors
     def reconnect_docker_cluster(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Adopt the newest live server container and every live worker container of the cluster.
 
@@ -479,7 +367,7 @@ class DockerProvider(ManagedCloudProvider):
         adopted = 0
         for box in live:
             if box["Labels"].get(LABEL_ROLE) == "worker" and box["Id"] not in known:
-                workers = _label_workers(box)
+                workers = label_workers(box)
                 self.add_managed_worker_handles([box["Id"]] * workers)
                 adopted += workers
         _log(verbose, "cluster %r: %s server, %d worker(s) adopted", cluster.name, "a" if servers else "no", adopted)
@@ -496,7 +384,7 @@ class DockerProvider(ManagedCloudProvider):
             self._remove(box["Id"])
             return False
 
-    @_engine_call
+    @engine_errors
     def cleanup_docker_cluster(self, cluster: ClusterView, deep: bool = False, verbose: int = 0) -> None:
         """Remove the cluster's stopped containers; with ``deep``, every container labelled with its name.
 
@@ -518,7 +406,7 @@ class DockerProvider(ManagedCloudProvider):
 
     # -- the three primitives -----------------------------------------------------------------
 
-    @_engine_call
+    @engine_errors
     def run_docker_worker_containers(self, cluster: ClusterView, container: DockerContainer,
                                      hardware: DockerHardware, worker_number: int,
                                      verbose: int = 0) -> list[str]:
@@ -546,14 +434,14 @@ class DockerProvider(ManagedCloudProvider):
             logger.warning("%d of %d worker container(s) failed to start: %s", len(errors), len(sizes), errors[0])
         return handles
 
-    @_engine_call
+    @engine_errors
     def get_docker_worker_status(self, cluster: ClusterView, worker_handles: list[str],
                                  verbose: int = 0) -> list[str]:
         """Statuses from one API call listing the cluster's containers; a missing container is stopped."""
         states = self._states(cluster)
         return [worker_status(states.get(handle)) for handle in worker_handles]
 
-    @_engine_call
+    @engine_errors
     def kill_docker_worker_containers(self, cluster: ClusterView, worker_handles: list[str],
                                       verbose: int = 0) -> list[bool]:
         """Remove the containers by force; a handle that is no container of the cluster is success."""
