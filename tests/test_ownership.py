@@ -267,3 +267,14 @@ def test_new_exceptions_are_exported() -> None:
     for name in ("ClusterExistsError", "ProviderTimeout", "StopError", "ClusterView"):
         assert name in dockerparallel.__all__
     assert worker_container().max_workers_per_container == 4
+
+
+def test_recording_a_provider_class_no_other_process_can_import_warns(caplog: pytest.LogCaptureFixture) -> None:
+    class ScriptProvider(FakeCloudProvider):  # like a class defined in a script run as __main__
+        pass
+
+    cluster = make_cluster(ScriptProvider(FakeCloud()), name=NAME)
+    with caplog.at_level("WARNING", logger="dockerparallel"):
+        cluster.start_cluster(timeout=5)
+    assert any("cannot rebuild" in r.getMessage() and "ScriptProvider" in r.getMessage() for r in caplog.records)
+    cluster.stop_cluster()
