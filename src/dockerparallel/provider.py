@@ -142,6 +142,18 @@ class CloudProvider(abc.ABC):
     def reconnect_docker_cluster(self, cluster: ClusterView, verbose: int = 0) -> None:
         """Adopt the server and workers of a running cluster named ``cluster.name``. Default: nothing."""
 
+    def get_docker_logs(self, cluster: ClusterView, verbose: int = 0) -> dict[str, str]:
+        """Return what the cluster's containers printed. Default: nothing (``{}``).
+
+        Returns
+        -------
+        dict of str to str
+            ``{"server": text, "worker <handle>": text, ...}``: one entry per
+            container of the cluster that the provider can still read (live or
+            stopped), the server first, each text whole (the newest lines last).
+        """
+        return {}
+
     def cleanup_docker_cluster(self, cluster: ClusterView, deep: bool = False, verbose: int = 0) -> None:
         """Release what the provider holds for ``cluster``. Default: nothing.
 
