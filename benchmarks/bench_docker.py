@@ -11,7 +11,8 @@ Needs a Docker Engine, the test image (``bash scripts/build-test-image.sh
 .venv/bin/python``) and Debian's ``docker-compose`` (``apt-get install -y
 docker-compose``); a missing ``docker-compose`` skips that variant.
 
-Run: ``.venv/bin/python benchmarks/bench_docker.py [--repeat N]``
+Run: ``.venv/bin/python benchmarks/bench_docker.py [--repeat N]``. It prints times and
+ratios, no PASS/FAIL goal line: it exits 0 when every run completes (``_goals.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Any, Callable, Sequence
 from dockerparallel import DockerCluster, DockerHardware, ServerAddress
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.docker import LABEL_CLUSTER, DockerProvider, connect
+
+from _goals import exit_status  # benchmarks/ is on sys.path when a benchmark runs as a script
 
 IMAGE = "dockerparallel-test:latest"
 CONTAINERS, PER_CONTAINER = 8, 2
@@ -173,7 +176,7 @@ VARIANTS: dict[str, Callable[[str], tuple[float, float]]] = {
 }
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (the best is kept)")
     args = parser.parse_args()
@@ -194,7 +197,8 @@ def main() -> None:
     for name, (_, connected) in best.items():
         if ours and name != "DockerProvider":
             print(f"ratio DockerProvider / {name}: {ours[1] / connected:.2f} (below 1: DockerProvider is faster)")
+    return exit_status()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

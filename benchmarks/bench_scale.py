@@ -1,6 +1,6 @@
 """Benchmark of scaling on FakeCloudProvider: a 0 -> 1000 scale-up, and one reconcile cycle over 10,000 handles.
 
-Run: ``python benchmarks/bench_scale.py``. Always exits 0; read the PASS/FAIL lines.
+Run: ``python benchmarks/bench_scale.py``. Exits 1 if a goal line says FAIL.
 
 Scale-up. A fake cloud on the real clock whose every call sleeps 20 ms
 (``latency``), that starts at most 10 containers per run call and boots each
@@ -39,6 +39,8 @@ from dockerparallel.controller import Controller
 from dockerparallel.state import StateStore
 from dockerparallel.testing import FakeCloud, FakeCloudProvider
 
+from _goals import exit_status, verdict  # benchmarks/ is on sys.path when a benchmark runs as a script
+
 WORKERS = 1_000
 LATENCY = 0.020
 CONTAINERS_PER_CALL = 10
@@ -52,10 +54,6 @@ REPEATS = 7
 CPU_GOAL_MS = 20.0
 
 RUN, STATUS = "run_docker_worker_containers", "get_docker_worker_status"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def new_cluster(provider: FakeCloudProvider, store: StateStore | None, name: str) -> DockerCluster:
@@ -82,11 +80,13 @@ def scale_up(concurrency: int, store: StateStore | None) -> bool:
     calls = math.ceil(WORKERS / CONTAINERS_PER_CALL)
     limit = BOOT + math.ceil(calls / concurrency) * LATENCY
     ratio = wall / limit
+    goal = f"0->{WORKERS} at concurrency {concurrency}, {'state store' if store else 'no store'}"
     print(f"0->{WORKERS} at concurrency {concurrency:>2}, {'state store' if store else 'no store   '}: "
           f"wall {wall:.3f} s; provider calls "
           f"{sum(provider.calls.values())} (run {provider.calls[RUN]}, status {provider.calls[STATUS]}); "
           f"limit {limit:.3f} s = boot {BOOT} s + ceil({calls} calls / {concurrency}) x {LATENCY * 1000:.0f} ms; "
-          f"ratio {ratio:.2f} (goal <= {RATIO_GOAL}) {verdict(ratio <= RATIO_GOAL)}")
+          f"ratio {ratio:.2f} (goal <= {RATIO_GOAL}) "
+          f"{verdict(ratio <= RATIO_GOAL, goal)}")
     provider.latency = 0.0
     cluster.stop_cluster()
     return ratio <= RATIO_GOAL
@@ -107,7 +107,8 @@ def reconcile_cpu(store: StateStore) -> bool:
         best = min(best, time.process_time() - start)
     millis = best * 1000
     print(f"reconcile cycle over {len(provider.worker_ledger)} handles at zero latency: "
-          f"{millis:.1f} ms CPU (best of {REPEATS}; goal < {CPU_GOAL_MS:g} ms) {verdict(millis < CPU_GOAL_MS)}")
+          f"{millis:.1f} ms CPU (best of {REPEATS}; goal < {CPU_GOAL_MS:g} ms) "
+          f"{verdict(millis < CPU_GOAL_MS, 'reconcile cycle CPU time')}")
     cluster.stop_cluster()
     return millis < CPU_GOAL_MS
 
@@ -117,8 +118,8 @@ def main() -> int:
         store = StateStore(Path(folder) / "state.sqlite3")
         results = [scale_up(concurrency, where) for concurrency in CONCURRENCY for where in (store, None)]
         results.append(reconcile_cpu(store))
-    print(f"overall: {verdict(all(results))}")
-    return 0
+    print(f"overall: {'PASS' if all(results) else 'FAIL'}")
+    return exit_status()
 
 
 if __name__ == "__main__":

@@ -230,6 +230,10 @@ class Chaos:
         self._configure()
 
 
+#: Every fault the run must have met (injected by the fake, or by the test itself).
+EXPECTED_FAULTS = ("failure", "partial_launch", "throttle", "kill_failure", "death", "stuck", "worker_death",
+                   "crash between calls", "crash mid-launch")
+
 #: Operation -> weight.
 OPERATIONS_WEIGHTS: dict[str, int] = {
     "scale": 20, "reconcile": 25, "status": 8, "deaths": 10, "advance": 8, "change_faults": 20,
@@ -263,7 +267,17 @@ def test_random_operations_keep_the_ledger_true(tmp_path: Path, summary_lines: l
     chaos.provider.faults_off()
     chaos.cluster.stop_cluster()
     assert chaos.cloud.live(NAME, "worker") == []
-    assert sum(chaos.ops.values()) >= 1_000
+    # The run tried what it claims to: every operation and every fault, each invariant as often as scheduled.
+    assert sum(chaos.ops.values()) == OPERATIONS and set(chaos.ops) == set(OPERATIONS_WEIGHTS)
+    assert [fault for fault in EXPECTED_FAULTS if not chaos.faults[fault]] == [], \
+        f"faults never met: faults injected {counts(chaos.faults)}"
+    checks = chaos.checks
+    assert checks["no live worker unknown to the ledger"] == OPERATIONS
+    assert checks["no ledger entry for a dead worker after a refresh"] >= OPERATIONS * 3 // 4, counts(checks)
+    assert checks["expected count within three cycles once faults stop"] == OPERATIONS // CALM_EVERY
+    assert checks["zero live workers after stop_cluster"] == EPISODES
+    assert checks["orphans adopted after a crash mid-launch"] == chaos.faults["crash mid-launch"] > 0
+    assert {"PartialLaunchError", "ProviderError", "ProviderThrottled"} <= set(chaos.errors), counts(chaos.errors)
     summary_lines += [
         f"fault injection (seed {SEED}, {time.perf_counter() - started:.1f} s):",
         f"  operations {counts(chaos.ops)}",

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import ssl
 import stat
+import tempfile
 import traceback
 import uuid
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ from typing import Any, Callable, Iterator
 import psutil
 import pytest
 from distributed import Client, Security
+from distributed.comm.core import CommClosedError
 
 from dockerparallel import DockerCluster, ProviderError
 from dockerparallel._spec import free_port
@@ -35,7 +38,7 @@ from dockerparallel.providers import PROVIDERS, provider_class
 from dockerparallel.providers.local import LocalProcessProvider, labelled_processes
 from dockerparallel.state import StateStore
 from dockerparallel.testing import FakeCloudProvider
-from tests.local_fixtures import dask_container, run_cli, store  # noqa: F401
+from tests.local_fixtures import dask_container, run_cli, store, wait_for  # noqa: F401
 from tests.providers.conftest import FAKE_SECRET, aws_env, ecs_provider, moto_server  # noqa: F401
 
 #: Fake credentials, each distinctive enough that finding it anywhere is a leak.
@@ -88,16 +91,80 @@ def test_a_client_with_the_cluster_certificates_computes(tls_cluster: DockerClus
         assert client.submit(sum, range(10)).result() == 45
 
 
-@pytest.mark.parametrize("attempt", ["plain tcp", "tls without certificates", "tls with other certificates"])
+class TrustingSecurity(Security):
+    """A client's TLS settings that trust the cluster's CA but offer ``client`` (or no) certificate.
+
+    The client accepts the scheduler, so the handshake gets as far as the
+    scheduler's check of the client, and any refusal is the scheduler's.
+    """
+
+    def __init__(self, cluster: DockerCluster, client: Security | None = None) -> None:
+        super().__init__(require_encryption=True)
+        self._cluster_ca = cluster.security.tls_ca_file
+        self._client = client
+
+    def get_connection_args(self, role: str) -> dict[str, Any]:
+        args = super().get_connection_args(role)
+        ca = self._cluster_ca
+        context = ssl.create_default_context(**({"cadata": ca} if "\n" in ca else {"cafile": ca}))
+        context.check_hostname = False  # the certificates name no host, as in Dask's own TLS contexts
+        if self._client is not None:  # a key pair that the cluster's CA did not sign
+            cert, key = self._client.tls_client_cert, self._client.tls_client_key
+            with tempfile.TemporaryDirectory() as folder:
+                cert_path, key_path = Path(folder, "client.crt"), Path(folder, "client.key")
+                cert_path.write_text(cert)
+                key_path.write_text(key)
+                context.load_cert_chain(cert_path, key_path)
+        args["ssl_context"] = context
+        return args
+
+
+def error_chain(error: BaseException | None) -> list[BaseException]:
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def scheduler_refusals(cluster: DockerCluster) -> list[str]:
+    """The scheduler's log lines of the TLS handshakes it refused."""
+    logs = sorted((cluster.provider.store.log_dir / cluster.name).glob("server-*.log"))  # type: ignore[attr-defined]
+    return [line for log in logs for line in log.read_text(errors="replace").splitlines()
+            if "TLS handshake failed with remote" in line]
+
+
+#: Attempt -> why the scheduler refuses its TLS handshake (OpenSSL's reason, in the scheduler's log).
+REFUSALS = {
+    "plain tcp": "WRONG_VERSION_NUMBER",  # no TLS at all
+    "tls without certificates": "PEER_DID_NOT_RETURN_A_CERTIFICATE",
+    "tls with other certificates": "CERTIFICATE_VERIFY_FAILED",  # the scheduler does not trust the client's CA
+}
+
+
+@pytest.mark.parametrize("attempt", sorted(REFUSALS))
 def test_a_client_without_the_cluster_certificates_cannot_connect(tls_cluster: DockerCluster, attempt: str) -> None:
     address = tls_cluster.scheduler_address
-    options: dict[str, Any] = {
-        "plain tcp": {"address": address.replace("tls://", "tcp://")},
-        "tls without certificates": {"address": address},
-        "tls with other certificates": {"address": address, "security": Security.temporary()},
+    security: Security | None = {
+        "plain tcp": None,
+        "tls without certificates": TrustingSecurity(tls_cluster),
+        "tls with other certificates": TrustingSecurity(tls_cluster, Security.temporary()),
     }[attempt]
-    with pytest.raises((OSError, TypeError)):
-        Client(options.pop("address"), timeout="3s", set_as_default=False, **options).close()
+    if security is None:
+        address = address.replace("tls://", "tcp://")
+    with pytest.raises(OSError) as excinfo:  # never the client's TypeError of a TLS address without a context
+        Client(address, timeout="10s", set_as_default=False, security=security).close()
+    chain = error_chain(excinfo.value)
+    described = " <- ".join(f"{type(e).__name__}: {e}" for e in chain)
+    # A connection was made, then the scheduler ended it: not refused by the OS, not rejected by the client ...
+    assert any(isinstance(e, CommClosedError) for e in chain), described
+    assert not any(isinstance(e, (ConnectionRefusedError, ssl.SSLCertVerificationError)) for e in chain), described
+    port = re.search(r"local=\w+://[\d.]+:(\d+)", described)
+    assert port, described
+    # ... and the scheduler says why it refused this very connection (its client port).
+    remote, reason = f"://127.0.0.1:{port.group(1)}'", REFUSALS[attempt]
+    wait_for(lambda: any(remote in line and reason in line for line in scheduler_refusals(tls_cluster)), 30,
+             f"the scheduler's log to refuse {remote} with {reason}")
     with tls_cluster.get_client(timeout="30s", set_as_default=False) as client:
         others = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.clients))
         assert set(others) <= {client.id, "fire-and-forget"}, "the scheduler accepted another client"
