@@ -18,6 +18,7 @@ import enum
 import logging
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ._errors import ClusterExistsError, ClusterStateError, DockerParallelError, ProviderError, StopError
@@ -36,6 +37,14 @@ logger = logging.getLogger("dockerparallel.lifecycle")
 _SERVER_STATUSES = frozenset({"initializing", "running", "stopped"})
 #: Seconds a change waits for another process that holds the cluster's lock.
 LOCK_TIMEOUT = 900.0
+
+
+def _weakly_referable(obj: object) -> bool:
+    try:
+        weakref.ref(obj)
+    except TypeError:
+        return False
+    return True
 
 
 class State(enum.Enum):
@@ -64,7 +73,8 @@ class Lifecycle:
     """
 
     def __init__(self, config: ClusterConfig, view: ClusterView, store: StateStore | None, expected: int) -> None:
-        self.config, self.view, self.store = config, view, store
+        self.config, self.store = config, store
+        self._view = weakref.ref(view) if _weakly_referable(view) else (lambda: view)
         self.expected = expected
         self.state = State.CREATED
         self.call_timeout: float | None = DEFAULT_CALL_TIMEOUT
@@ -73,8 +83,14 @@ class Lifecycle:
         self._loops: dict[str, BackgroundLoop] = {}
         self._address: ServerAddress | None = None
         self._claimed = False  # the name is this cluster's (until it stops)
+        self._store_checked = False
         if store is not None and self.manager is not None:
             self.manager.ledger.on_change = self._record_ledger_change
+
+    @property
+    def view(self) -> ClusterView:
+        """What the provider is handed: the user's cluster object, or its parts once it is gone."""
+        return self._view() or self.config
 
     @property
     def name(self) -> str:
@@ -106,6 +122,10 @@ class Lifecycle:
             if self._process_lock is None:
                 yield
                 return
+            if not self._store_checked:  # a corrupt state file is refused before a lock file is made beside it
+                assert self.store is not None
+                self.store.load_cluster(self.name)
+                self._store_checked = True
             self._process_lock.acquire(timeout=LOCK_TIMEOUT)
             try:
                 yield
@@ -231,6 +251,15 @@ class Lifecycle:
     def _exists_on_provider(self) -> bool:
         return bool(self.call("docker_cluster_exists", self.provider.docker_cluster_exists, self.view,
                               self.config.verbose))
+
+    def stop_quietly(self) -> None:
+        """:meth:`stop`, logging instead of raising (at interpreter exit or when the object is collected)."""
+        if self.state is State.CLOSED:
+            return
+        try:
+            self.stop()
+        except Exception:
+            logger.exception("%s: stopping the cluster on exit failed", self.name)
 
     def stop(self) -> None:
         """Kill every worker known to anyone, stop the server, forget the record; raise if workers survive."""

@@ -6,10 +6,13 @@ argument, and returns the normalised value.
 
 from __future__ import annotations
 
+import datetime
 import math
 import operator
 import re
 from typing import Any
+
+from dask.utils import parse_timedelta
 
 #: Upper bound on a worker number; anything above is a typo, not a cluster.
 MAX_WORKERS = 100_000
@@ -60,13 +63,64 @@ def check_verbose(value: Any) -> int:
 
 
 def check_seconds(value: Any, name: str, *, allow_zero: bool = True) -> float:
-    """Return a finite, non-negative duration in seconds (positive unless ``allow_zero``)."""
+    """Return a finite, non-negative duration in seconds (positive unless ``allow_zero``).
+
+    Parameters
+    ----------
+    value : int, float, str or datetime.timedelta
+        A number of seconds, or a Dask time string (``"30s"``, ``"500ms"``,
+        ``"5 minutes"``; a bare number string is seconds), read with
+        :func:`dask.utils.parse_timedelta`.
+    name : str
+        The argument's name, used in error messages.
+    allow_zero : bool
+        Whether zero is a valid duration.
+
+    Returns
+    -------
+    float
+        The duration in seconds.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is neither a number nor a time string (``bool`` included).
+    ValueError
+        If the duration is negative, NaN, infinite, or zero when ``allow_zero`` is false.
+    """
+    if isinstance(value, (str, datetime.timedelta)):
+        value = _parse_time(value, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{name} must be a number of seconds or a time string ('30s', '5 minutes'), "
+            f"got {type(value).__name__} {value!r}"
+        )
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
         bound = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name} must be a finite, {bound} number of seconds, got {value!r}")
     return float(value)
+
+
+def _parse_time(value: str | datetime.timedelta, name: str) -> float:
+    """Seconds of a Dask time string or a timedelta; ``TypeError`` naming ``name`` if it is not one.
+
+    A leading ``-`` is kept (``"-5s"`` is -5.0), so that the caller's range
+    check reports a negative duration as a ``ValueError``.
+    """
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    text = value.strip()
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text[1:].strip() if sign < 0 else text
+    try:
+        seconds = parse_timedelta(text, default="seconds") if text else None
+    except (KeyError, ValueError, TypeError, IndexError):
+        seconds = None
+    if not isinstance(seconds, (int, float)):
+        raise TypeError(
+            f"{name} must be a number of seconds or a time string ('30s', '500ms', '5 minutes'), got {value!r}"
+        )
+    return sign * float(seconds)
 
 
 def check_flag(value: Any, name: str) -> bool:

@@ -7,18 +7,20 @@ workers goes.
 
 from __future__ import annotations
 
-import functools
+import logging
+import math
 import uuid
+import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from distributed.core import Status
-
-from ._lifecycle import Lifecycle, State
+from ._errors import DockerParallelError
+from ._cluster_parts import HybridMethod, check_hardware, check_parts, check_state, secure
+from ._dask_cluster import DaskClusterManager
+from ._lifecycle import Lifecycle
 from ._records import ClusterConfig, ReconnectReport, config_from_dict
 from ._validation import check_count, check_flag, check_name, check_seconds, check_verbose
-from ._wait import wait_until
-from .backends.dask import new_security, security_environment
+from .backends.dask import security_environment
 from .container import DockerContainer, DockerHardware
 from .controller import Controller
 from .provider import CloudProvider, ServerAddress, WorkerNumbers
@@ -31,67 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = ["DockerCluster", "ReconnectReport"]
 
-_STATUS = {State.CREATED: Status.created, State.STARTING: Status.starting, State.RUNNING: Status.running,
-           State.CLOSING: Status.closing, State.CLOSED: Status.closed}
+logger = logging.getLogger("dockerparallel.cluster")
 
 
-def _check_hardware(value: DockerHardware | None, name: str) -> DockerHardware:
-    if value is None:
-        return DockerHardware()
-    if not isinstance(value, DockerHardware):
-        raise TypeError(f"{name} must be a DockerHardware, got {type(value).__name__}")
-    return value
-
-
-def _check_state(state: StateStore | bool | None) -> StateStore | None:
-    if state is None or state is True:
-        return StateStore()
-    if state is False:
-        return None
-    if not isinstance(state, StateStore):
-        raise TypeError(f"state must be a StateStore or a bool, got {type(state).__name__}")
-    return state
-
-
-def _check_parts(provider: object, worker_container: object, server_container: object) -> None:
-    if not isinstance(provider, CloudProvider):
-        raise TypeError(f"provider must be a CloudProvider, got {type(provider).__name__}")
-    if not isinstance(worker_container, DockerContainer):
-        raise TypeError(f"worker_container must be a DockerContainer, got {type(worker_container).__name__}")
-    if server_container is not None and not isinstance(server_container, DockerContainer):
-        raise TypeError(f"server_container must be a DockerContainer, got {type(server_container).__name__}")
-
-
-def _secure(provider: CloudProvider, container: DockerContainer, security: Any) -> tuple[Any, DockerContainer]:
-    """The cluster's TLS settings and the worker container that uses them."""
-    can_tls = hasattr(container, "with_security")
-    if security is None:
-        security = bool(provider.tls_by_default and can_tls)
-    if security is False:
-        return None, container
-    if not can_tls:
-        raise TypeError(f"security: {type(container).__name__} cannot use TLS; pass security=False")
-    if security is True:
-        security = new_security()
-    return security, container.with_security(security)  # type: ignore[attr-defined]
-
-
-class _HybridMethod:
-    """``Class.method(...)`` calls one function, ``instance.method(...)`` another."""
-
-    def __init__(self, on_class: Any, on_instance: Any) -> None:
-        self.on_class = on_class.__func__ if isinstance(on_class, classmethod) else on_class
-        self.on_instance = on_instance
-        self.__doc__ = on_instance.__doc__
-
-    def __get__(self, obj: object, owner: type) -> Any:
-        if obj is None:
-            return functools.partial(self.on_class, owner)
-        return functools.partial(self.on_instance, obj)
-
-
-class DockerCluster:
-    """A server container plus worker containers run by a provider.
+class DockerCluster(DaskClusterManager):
+    """A server container plus worker containers run by a provider; a Dask cluster manager.
 
     Parameters
     ----------
@@ -128,6 +74,16 @@ class DockerCluster:
         Seconds between the controller's cycles.
     init_timeout : float, optional
         Seconds a worker may stay initializing before the controller replaces it.
+    asynchronous : bool
+        Use the cluster from ``async`` code: ``await cluster`` or ``async with``
+        starts it, ``await cluster.close()`` stops it (Dask's convention).
+    loop : tornado.ioloop.IOLoop, optional
+        The event loop, as for every Dask cluster manager.
+    stop_on_exit : bool
+        Stop the cluster when this object is collected or the Python process
+        exits (the R original's ``stopClusterOnExit``). Off by default: a
+        cluster is meant to outlive the process that started it. Reconnecting
+        turns it off.
     call_timeout : float, optional
         Seconds any single provider call may take before
         :class:`~dockerparallel.ProviderTimeout` (default 600); the cluster
@@ -160,30 +116,36 @@ class DockerCluster:
         heal_interval: float = 5.0,
         init_timeout: float | None = None,
         call_timeout: float | None = None,
+        stop_on_exit: bool = False,
+        asynchronous: bool = False,
+        loop: Any = None,
     ) -> None:
-        _check_parts(provider, worker_container, server_container)
+        check_parts(provider, worker_container, server_container)
         expected = check_count(worker_number, "worker_number")
-        worker_hardware = _check_hardware(worker_hardware, "worker_hardware")
-        server_hardware = _check_hardware(server_hardware, "server_hardware")
+        worker_hardware = check_hardware(worker_hardware, "worker_hardware")
+        server_hardware = check_hardware(server_hardware, "server_hardware")
         name = check_name(name) if name is not None else self.new_name()
         verbose = check_verbose(verbose)
-        store = _check_state(state)
+        store = check_state(state)
         check_flag(auto_heal, "auto_heal")
         if call_timeout is not None:
             call_timeout = check_seconds(call_timeout, "call_timeout", allow_zero=False)
-        security, worker_container = _secure(provider, worker_container, security)
+        security, worker_container = secure(provider, worker_container, security)
         if server_container is not None and security is not None:
             server_container = server_container.with_environment(**security_environment(security))
         config = ClusterConfig(name, provider, worker_container,
                                server_container or worker_container.server_container(),
                                worker_hardware, server_hardware, security, verbose)
-        self._setup(config, store, expected, call_timeout)
+        self._setup(config, store, expected, call_timeout, asynchronous, loop)
         if auto_heal:
             self.lifecycle.add_loop("controller", Controller(self, heal_interval, init_timeout))
+        self.stop_on_exit = check_flag(stop_on_exit, "stop_on_exit")
 
     def _setup(self, config: ClusterConfig, store: StateStore | None, expected: int,
-               call_timeout: float | None) -> None:
+               call_timeout: float | None, asynchronous: bool = False, loop: Any = None) -> None:
         self.config = config
+        self._dp_asynchronous = check_flag(asynchronous, "asynchronous")
+        super().__init__(asynchronous=asynchronous, loop=loop, quiet=True, name=config.name)
         self.store = store
         #: The one owner of this cluster's state and workers.
         self.lifecycle = Lifecycle(config, self, store, expected)
@@ -193,13 +155,36 @@ class DockerCluster:
                 config.provider.call_timeout = call_timeout  # type: ignore[attr-defined]
         #: What the last ``DockerCluster.reconnect(name)`` found.
         self.last_reconnect: ReconnectReport | None = None
+        self._exit_stop: weakref.finalize | None = None
+
+    @property
+    def stop_on_exit(self) -> bool:
+        """Whether the cluster stops when this object is collected or the process exits (the R original's ``stopClusterOnExit``)."""
+        return self._exit_stop is not None and self._exit_stop.alive
+
+    @stop_on_exit.setter
+    def stop_on_exit(self, value: bool) -> None:
+        if self._exit_stop is not None:
+            self._exit_stop.detach()
+            self._exit_stop = None
+        if check_flag(value, "stop_on_exit"):
+            self._exit_stop = weakref.finalize(self, self.lifecycle.stop_quietly)
 
     @classmethod
-    def _from_config(cls, config: ClusterConfig, store: StateStore, expected: int) -> DockerCluster:
+    def _from_config(cls, config: ClusterConfig, store: StateStore, expected: int,
+                     asynchronous: bool = False) -> DockerCluster:
         """A cluster object for recorded parts (their containers already carry the TLS settings)."""
         cluster = cls.__new__(cls)
-        cluster._setup(config, store, expected, None)
+        cluster._setup(config, store, expected, None, asynchronous)
         return cluster
+
+    @classmethod
+    def from_name(cls, name: str) -> DockerCluster:
+        """The running cluster recorded as ``name`` (for dask-ctl: ``DockerCluster.reconnect(name)``)."""
+        return cls.reconnect(name)  # type: ignore[no-any-return]
+
+    def __del__(self, _warn: Any = None) -> None:
+        """Nothing: a cluster outlives the object (and the process) that started it."""
 
     @staticmethod
     def new_name() -> str:
@@ -213,8 +198,9 @@ class DockerCluster:
         )
 
     def __enter__(self) -> DockerCluster:
-        if not self.lifecycle.running:
-            self.start_cluster()
+        if self._dp_asynchronous:
+            raise TypeError("asynchronous=True: use 'async with DockerCluster(...)'")
+        self.start_cluster()
         return self
 
     def __exit__(
@@ -229,6 +215,11 @@ class DockerCluster:
         """Identifies the cluster on the cloud."""
         return self.config.name
 
+    @name.setter
+    def name(self, value: str) -> None:
+        if value != self.config.name:
+            raise AttributeError("name: a cluster's name cannot change; build a new cluster object")
+
     @property
     def provider(self) -> CloudProvider:
         """Where the containers run."""
@@ -241,7 +232,7 @@ class DockerCluster:
 
     @worker_container.setter
     def worker_container(self, container: DockerContainer) -> None:
-        _check_parts(self.provider, container, None)
+        check_parts(self.provider, container, None)
         self.config.worker_container = container
 
     @property
@@ -272,11 +263,6 @@ class DockerCluster:
     @verbose.setter
     def verbose(self, value: int) -> None:
         self.config.verbose = check_verbose(value)
-
-    @property
-    def status(self) -> Status:
-        """Dask's view of the cluster's state, read by ``distributed.Client``."""
-        return _STATUS[self.lifecycle.state]
 
     @property
     def controller(self) -> Controller | None:
@@ -321,6 +307,7 @@ class DockerCluster:
             object, or running on the provider); reconnect to it instead.
         """
         self.lifecycle.start(check_seconds(timeout, "timeout"))
+        self._connect_sync()
 
     def stop_cluster(self) -> None:
         """Kill every worker (those other processes started too) and stop the server.
@@ -330,11 +317,17 @@ class DockerCluster:
         handles, and the record is kept so that a later stop can retry. The
         expected number is kept.
         """
-        self.lifecycle.stop()
+        try:
+            self.lifecycle.stop()
+        finally:
+            self._disconnect_sync()
 
-    def close(self) -> None:
-        """Stop the cluster (the name ``distributed`` uses)."""
+    def close(self, timeout: float | None = None) -> Any:
+        """Stop the cluster (Dask's name); with ``asynchronous=True``, an awaitable."""
+        if self._dp_asynchronous:
+            return super().close(timeout)
         self.stop_cluster()
+        return None
 
     def cluster_exists(self) -> bool:
         """Whether a cluster with this name runs on the provider."""
@@ -350,6 +343,7 @@ class DockerCluster:
         """
         if orphans not in ("adopt", "kill"):
             raise ValueError(f"orphans must be 'adopt' or 'kill', got {orphans!r}")
+        self.stop_on_exit = False  # as in the R original: a reconnected cluster outlives this process
         return self.lifecycle.reconnect(orphans)
 
     @classmethod
@@ -365,7 +359,7 @@ class DockerCluster:
         cluster.last_reconnect = cluster._reconnect_instance(orphans)
         return cluster
 
-    reconnect = _HybridMethod(_reconnect_by_name, _reconnect_instance)
+    reconnect = HybridMethod(_reconnect_by_name, _reconnect_instance)
 
     def cleanup(self, deep: bool = False) -> None:
         """Release what the provider holds; ``deep=True`` removes everything labelled with the name."""
@@ -404,32 +398,31 @@ class DockerCluster:
         """Have the provider start or kill workers towards ``target`` now (an intent is recorded first)."""
         self.lifecycle.apply(check_count(target, "target"))
 
-    def wait_for_workers(self, number: int | None = None, timeout: float = 300.0) -> WorkerNumbers:
-        """Block until ``number`` workers (default: the expected number) run."""
-        wanted = self.expected_workers if number is None else check_count(number, "number")
-        numbers: list[WorkerNumbers] = []
-
-        def enough() -> bool:
-            numbers.append(self.get_worker_numbers())
-            return numbers[-1].running >= wanted
-
-        wait_until(enough, timeout, f"{wanted} running worker(s) in cluster {self.name!r}")
-        return numbers[-1]
-
-    def scale(self, n: int) -> None:
-        """Alias of :meth:`set_worker_number`, as in ``distributed``."""
+    def scale(self, n: int | None = None, memory: str | int | None = None, cores: float | None = None) -> None:
+        """Ask for ``n`` workers, or enough workers for ``memory`` (a Dask size) or ``cores``, as in ``distributed``."""
+        if n is None:
+            n = self._workers_for(memory, cores)
         self.set_worker_number(n)
 
-    def adapt(self, minimum: int = 0, maximum: int | None = None, interval: float = 1.0,
-              wait_count: int = 3) -> Adaptive:
-        """Let the Dask scheduler's load decide the worker number between ``minimum`` and ``maximum``.
+    def _workers_for(self, memory: str | int | None, cores: float | None) -> int:
+        from dask.utils import parse_bytes
+
+        hardware, wanted = self.worker_hardware, 0
+        if memory is not None:
+            wanted = math.ceil(parse_bytes(memory) / (hardware.memory * 2**20))
+        if cores is not None:
+            wanted = max(wanted, math.ceil(float(cores) / hardware.cores))
+        return wanted
+
+    def adapt(self, Adaptive: Any = None, **kwargs: Any) -> Any:
+        """Let the Dask scheduler's load decide the worker number (``minimum``, ``maximum``, ``interval``, ...).
 
         Scale-down retires Dask workers gracefully: their results move to other
         workers before their containers go away.
         """
-        from .backends.dask import Adaptive
+        from .backends.dask import Adaptive as DefaultAdaptive
 
-        adaptive = Adaptive(self, minimum, maximum, interval=interval, wait_count=wait_count)
+        adaptive = (Adaptive or DefaultAdaptive)(self, **kwargs)
         self.lifecycle.add_loop("adaptive", adaptive)
         return adaptive
 
@@ -444,9 +437,14 @@ class DockerCluster:
 
     @property
     def dashboard_link(self) -> str:
-        """The link to the server's dashboard ('' when the backend has none)."""
+        """The link to the server's dashboard ('' when the backend has none or the server is not up)."""
         render = getattr(self.worker_container, "dashboard_link", None)
-        return render(self.server_address()) if render else ""
+        if render is None or not self.lifecycle.running:
+            return ""
+        try:
+            return str(render(self.server_address()))
+        except DockerParallelError:
+            return ""
 
     def get_client(self, **kwargs: Any) -> Client:
         """A ``distributed.Client`` connected to this cluster."""

@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from dask.utils import parse_bytes
+
 from ._validation import check_count
 
 #: Environment variables a generic container receives; backends may add more.
@@ -22,7 +24,62 @@ ENV_SERVER_PORT = "DOCKERPARALLEL_SERVER_PORT"
 ENV_WORKER_NUMBER = "DOCKERPARALLEL_WORKER_NUMBER"
 
 
-@dataclass(frozen=True)
+#: Bytes in the MB that :class:`DockerHardware` counts memory in (a MiB, as Docker and ECS count it).
+MB = 2**20
+
+#: The largest memory a :class:`DockerHardware` accepts, in MB (1 PiB).
+MAX_MEMORY_MB = 1024 * 1024 * 1024
+
+
+def check_megabytes(value: Any, name: str = "memory") -> int:
+    """Return a memory size as a whole number of MB (1 MB = 2**20 bytes, a MiB).
+
+    Parameters
+    ----------
+    value : int, float or str
+        A whole number of MB (integral floats such as ``4096.0`` too), or a
+        Dask size string with a unit (``"4 GiB"`` is 4096, ``"512MiB"`` is
+        512), read with :func:`dask.utils.parse_bytes`. Decimal units are
+        converted and rounded down to whole MB (``"2GB"`` is 1907). A string
+        without a unit (``"1024"``) is refused: bytes or MB would be a guess.
+    name : str
+        The argument's name, used in error messages.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a number nor a size string with a unit (``bool`` included).
+    ValueError
+        If the size is below 1 MB, above 1 PiB, or not a whole number of MB.
+    """
+    if not isinstance(value, str):
+        return check_count(value, name, minimum=1, maximum=MAX_MEMORY_MB)
+    text = value.strip()
+    try:
+        float(text)
+        size: int | None = None  # a bare number: no unit
+    except ValueError:
+        size = _parse_size(text) if text else None
+    if size is None:
+        raise TypeError(
+            f"{name} must be a whole number of MB or a size string with a unit ('4 GiB', '512 MiB'), "
+            f"got {value!r}"
+        )
+    if not MB <= size <= MAX_MEMORY_MB * MB:
+        raise ValueError(f"{name} must be between 1 MB (2**20 bytes) and 1 PiB, got {value!r}")
+    return size // MB
+
+
+def _parse_size(text: str) -> int | None:
+    """Bytes of a Dask size string (a leading ``-`` kept), or ``None`` if it is not one."""
+    sign = -1 if text.startswith("-") else 1
+    try:
+        return sign * int(parse_bytes(text[1:] if sign < 0 else text))
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError):
+        return None
+
+
+@dataclass(frozen=True, init=False)
 class DockerHardware:
     """Hardware asked for one container.
 
@@ -30,23 +87,30 @@ class DockerHardware:
     ----------
     cpu : int
         CPU in units of 1/1024 core (1024 is one core), as ECS counts it.
-    memory : int
-        Memory in MB.
+    memory : int or str
+        Memory in MB, where 1 MB is 2**20 bytes (a MiB, as Docker and ECS
+        count it): a whole number (``2048``) or a Dask size string with a
+        unit (``"4 GiB"`` is 4096; decimal units are rounded down to whole
+        MB). Always stored as an ``int`` of MB.
     id : str, optional
         A provider-specific hardware id (an instance type, say).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument (``cpu``, ``memory`` or ``id``) that is wrong.
     """
 
     cpu: int = 1024
     memory: int = 2048
     id: str | None = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cpu", check_count(self.cpu, "cpu", minimum=1, maximum=1024 * 1024))
-        object.__setattr__(
-            self, "memory", check_count(self.memory, "memory", minimum=1, maximum=1024 * 1024 * 1024)
-        )
-        if self.id is not None and not isinstance(self.id, str):
-            raise TypeError(f"id must be a string or None, got {type(self.id).__name__}")
+    def __init__(self, cpu: int = 1024, memory: int | str = 2048, id: str | None = None) -> None:
+        object.__setattr__(self, "cpu", check_count(cpu, "cpu", minimum=1, maximum=1024 * 1024))
+        object.__setattr__(self, "memory", check_megabytes(memory, "memory"))
+        if id is not None and not isinstance(id, str):
+            raise TypeError(f"id must be a string or None, got {type(id).__name__}")
+        object.__setattr__(self, "id", id)
 
     @property
     def cores(self) -> float:

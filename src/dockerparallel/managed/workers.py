@@ -12,10 +12,11 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 
 from .._errors import DockerParallelError, PartialLaunchError, ProviderError
 from ..provider import ClusterView, WorkerStatus
@@ -110,7 +111,7 @@ class WorkerManager:
         self.call_timeout: float | None = DEFAULT_CALL_TIMEOUT
         #: Set once the cluster is closed: handles of a late run call are then killed, not recorded.
         self.closed = False
-        self._late_cluster: ClusterView | None = None
+        self._late_cluster: Callable[[], ClusterView | None] = lambda: None
         self._inexact: tuple[int, int, int] | None = None
 
     # -- checked primitive calls ---------------------------------------------------------
@@ -122,7 +123,7 @@ class WorkerManager:
             number: int, verbose: int = 0) -> list[str]:
         """One run call: record what it returns (late results too), then check it."""
         func = self.provider.run_docker_worker_containers
-        self._late_cluster = cluster
+        self._remember(cluster)
         result = self._call(RUN, func, cluster, container, hardware, number, verbose, on_late=self._late_run)
         return self.record_run(result, number)
 
@@ -144,9 +145,17 @@ class WorkerManager:
             if not self.closed:
                 self.ledger.add(handles)
                 return
-        if handles and self._late_cluster is not None:
+        cluster = self._late_cluster()
+        if handles and cluster is not None:
             with contextlib.suppress(DockerParallelError):
-                self.kill_checked(self._late_cluster, unique(handles))
+                self.kill_checked(cluster, unique(handles))
+
+    def _remember(self, cluster: ClusterView) -> None:
+        """The cluster a late run result belongs to, held weakly (a cluster object must stay collectable)."""
+        try:
+            self._late_cluster = weakref.ref(cluster)  # type: ignore[assignment]
+        except TypeError:
+            self._late_cluster = lambda: cluster
 
     def status(self, cluster: ClusterView, handles: Sequence[str], verbose: int = 0) -> list[WorkerStatus]:
         """The checked statuses of unique ``handles``."""
@@ -235,7 +244,7 @@ class WorkerManager:
         _log(verbose, "starting %d worker(s) in %d run call(s)", number, len(sizes))
         if len(sizes) == 1:
             return len(self.run(cluster, container, hardware, number, verbose))
-        self._late_cluster = cluster
+        self._remember(cluster)
         func = self.provider.run_docker_worker_containers
         threads = min(capabilities.max_concurrent_calls, len(sizes))
         with ThreadPoolExecutor(threads, thread_name_prefix="dockerparallel-run") as pool:

@@ -1,0 +1,66 @@
+"""Checks and small helpers of :class:`~dockerparallel.DockerCluster`'s constructor."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from .backends.dask import new_security
+from .container import DockerContainer, DockerHardware
+from .provider import CloudProvider
+from .state import StateStore
+
+
+def check_hardware(value: DockerHardware | None, name: str) -> DockerHardware:
+    if value is None:
+        return DockerHardware()
+    if not isinstance(value, DockerHardware):
+        raise TypeError(f"{name} must be a DockerHardware, got {type(value).__name__}")
+    return value
+
+
+def check_state(state: StateStore | bool | None) -> StateStore | None:
+    if state is None or state is True:
+        return StateStore()
+    if state is False:
+        return None
+    if not isinstance(state, StateStore):
+        raise TypeError(f"state must be a StateStore or a bool, got {type(state).__name__}")
+    return state
+
+
+def check_parts(provider: object, worker_container: object, server_container: object) -> None:
+    if not isinstance(provider, CloudProvider):
+        raise TypeError(f"provider must be a CloudProvider, got {type(provider).__name__}")
+    if not isinstance(worker_container, DockerContainer):
+        raise TypeError(f"worker_container must be a DockerContainer, got {type(worker_container).__name__}")
+    if server_container is not None and not isinstance(server_container, DockerContainer):
+        raise TypeError(f"server_container must be a DockerContainer, got {type(server_container).__name__}")
+
+
+def secure(provider: CloudProvider, container: DockerContainer, security: Any) -> tuple[Any, DockerContainer]:
+    """The cluster's TLS settings and the worker container that uses them."""
+    can_tls = hasattr(container, "with_security")
+    if security is None:
+        security = bool(provider.tls_by_default and can_tls)
+    if security is False:
+        return None, container
+    if not can_tls:
+        raise TypeError(f"security: {type(container).__name__} cannot use TLS; pass security=False")
+    if security is True:
+        security = new_security()
+    return security, container.with_security(security)  # type: ignore[attr-defined]
+
+
+class HybridMethod:
+    """``Class.method(...)`` calls one function, ``instance.method(...)`` another."""
+
+    def __init__(self, on_class: Any, on_instance: Any) -> None:
+        self.on_class = on_class.__func__ if isinstance(on_class, classmethod) else on_class
+        self.on_instance = on_instance
+        self.__doc__ = on_instance.__doc__
+
+    def __get__(self, obj: object, owner: type) -> Any:
+        if obj is None:
+            return functools.partial(self.on_class, owner)
+        return functools.partial(self.on_instance, obj)
