@@ -242,3 +242,18 @@ def test_getters_on_values_name_the_argument() -> None:
         _config.seconds("soon", name="interval")
     with pytest.raises(TypeError, match="memory"):
         _config.megabytes("1024")
+
+
+def test_docker_cluster_takes_its_defaults_from_the_config() -> None:
+    from dockerparallel import DockerContainer, DockerCluster
+    from dockerparallel.testing import FakeCloudProvider
+
+    container = DockerContainer("img", command=["w"])
+    with dask.config.set({"dockerparallel.workers": 3, "dockerparallel.worker-hardware.memory": "4 GiB",
+                          "dockerparallel.call-timeout": "90s", "dockerparallel.name": "from-config"}):
+        cluster = DockerCluster(FakeCloudProvider(), container, server_container=container, state=False)
+    assert cluster.expected_workers == 3 and cluster.worker_hardware.memory == 4096
+    assert cluster.name == "from-config" and cluster.lifecycle.call_timeout == 90.0
+    explicit = DockerCluster(FakeCloudProvider(), container, server_container=container, state=False,
+                             worker_number=1)
+    assert explicit.expected_workers == 1  # an argument wins over the config

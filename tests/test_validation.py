@@ -71,7 +71,7 @@ CLUSTER_CASES: list[Case] = [
     ("worker_container", "img", TypeError),
     ("worker_container", None, TypeError),
     ("server_container", "img", TypeError),
-    *[("worker_number", value, error) for value, error in BAD_NUMBERS],
+    *[("worker_number", value, error) for value, error in BAD_NUMBERS if value is not None],  # None: the config
     ("worker_hardware", "big", TypeError),
     ("worker_hardware", {"cpu": 1024}, TypeError),
     ("server_hardware", 5, TypeError),

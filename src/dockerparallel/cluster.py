@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DockerParallelError
+from ._config import cluster_defaults, seconds
 from ._cluster_parts import HybridMethod, check_hardware, check_parts, check_state, secure
 from ._dask_cluster import DaskClusterManager
 from ._lifecycle import Lifecycle
@@ -34,6 +35,13 @@ if TYPE_CHECKING:
 __all__ = ["DockerCluster", "ReconnectReport"]
 
 logger = logging.getLogger("dockerparallel.cluster")
+
+
+def seconds_or_config(value: float | str | None, name: str, key: str) -> float:
+    """``value`` in seconds, or the configured ``dockerparallel.<key>`` when it is ``None``."""
+    if value is None:
+        return seconds(key) or 300.0
+    return check_seconds(value, name)
 
 
 class DockerCluster(DaskClusterManager):
@@ -105,40 +113,46 @@ class DockerCluster(DaskClusterManager):
         worker_container: DockerContainer,
         *,
         server_container: DockerContainer | None = None,
-        worker_number: int = 0,
+        worker_number: int | None = None,
         worker_hardware: DockerHardware | None = None,
         server_hardware: DockerHardware | None = None,
         name: str | None = None,
-        verbose: int = 0,
+        verbose: int | None = None,
         security: Any = None,
         state: StateStore | bool | None = None,
-        auto_heal: bool = False,
-        heal_interval: float = 5.0,
-        init_timeout: float | None = None,
-        call_timeout: float | None = None,
+        auto_heal: bool | None = None,
+        heal_interval: float | str | None = None,
+        init_timeout: float | str | None = None,
+        call_timeout: float | str | None = None,
         stop_on_exit: bool = False,
         asynchronous: bool = False,
         loop: Any = None,
     ) -> None:
         check_parts(provider, worker_container, server_container)
-        expected = check_count(worker_number, "worker_number")
-        worker_hardware = check_hardware(worker_hardware, "worker_hardware")
-        server_hardware = check_hardware(server_hardware, "server_hardware")
-        name = check_name(name) if name is not None else self.new_name()
-        verbose = check_verbose(verbose)
+        given = {"worker_number": worker_number, "worker_hardware": worker_hardware, "name": name,
+                 "server_hardware": server_hardware, "verbose": verbose, "security": security,
+                 "auto_heal": auto_heal, "heal_interval": heal_interval, "init_timeout": init_timeout,
+                 "call_timeout": call_timeout}
+        options = {**cluster_defaults(), **{k: v for k, v in given.items() if v is not None}}
+        expected = check_count(options["worker_number"], "worker_number")
+        worker_hardware = check_hardware(options["worker_hardware"], "worker_hardware")
+        server_hardware = check_hardware(options["server_hardware"], "server_hardware")
+        name = check_name(options["name"]) if options["name"] is not None else self.new_name()
+        verbose = check_verbose(options["verbose"])
         store = check_state(state)
-        check_flag(auto_heal, "auto_heal")
-        if call_timeout is not None:
-            call_timeout = check_seconds(call_timeout, "call_timeout", allow_zero=False)
-        security, worker_container = secure(provider, worker_container, security)
+        auto_heal = check_flag(options["auto_heal"], "auto_heal")
+        timeout = options["call_timeout"]
+        timeout = None if timeout is None else check_seconds(timeout, "call_timeout", allow_zero=False)
+        security, worker_container = secure(provider, worker_container, options["security"])
         if server_container is not None and security is not None:
             server_container = server_container.with_environment(**security_environment(security))
         config = ClusterConfig(name, provider, worker_container,
                                server_container or worker_container.server_container(),
                                worker_hardware, server_hardware, security, verbose)
-        self._setup(config, store, expected, call_timeout, asynchronous, loop)
+        self._setup(config, store, expected, timeout, asynchronous, loop)
         if auto_heal:
-            self.lifecycle.add_loop("controller", Controller(self, heal_interval, init_timeout))
+            controller = Controller(self, options["heal_interval"] or 5.0, options["init_timeout"])
+            self.lifecycle.add_loop("controller", controller)
         self.stop_on_exit = check_flag(stop_on_exit, "stop_on_exit")
 
     def _setup(self, config: ClusterConfig, store: StateStore | None, expected: int,
@@ -287,9 +301,9 @@ class DockerCluster(DaskClusterManager):
         """Whether the server runs."""
         return self.server_status() == "running"
 
-    def wait_for_server(self, timeout: float = 300.0) -> None:
-        """Block until the server runs; raise if it stops or ``timeout`` passes."""
-        self.lifecycle.wait_for_server(check_seconds(timeout, "timeout"))
+    def wait_for_server(self, timeout: float | str | None = None) -> None:
+        """Block until the server runs; raise if it stops or ``timeout`` passes (default: ``dockerparallel.start-timeout``)."""
+        self.lifecycle.wait_for_server(seconds_or_config(timeout, "timeout", "start-timeout"))
 
     def server_address(self) -> ServerAddress:
         """Where the server listens (cached until the server restarts)."""
@@ -297,7 +311,7 @@ class DockerCluster(DaskClusterManager):
 
     # -- cluster ------------------------------------------------------------------
 
-    def start_cluster(self, timeout: float = 300.0) -> None:
+    def start_cluster(self, timeout: float | str | None = None) -> None:
         """Claim the name, prepare the provider, start the server, wait for it, then start the expected workers.
 
         Raises
@@ -306,7 +320,8 @@ class DockerCluster(DaskClusterManager):
             When a cluster of this name is live (recorded by another cluster
             object, or running on the provider); reconnect to it instead.
         """
-        self.lifecycle.start(check_seconds(timeout, "timeout"))
+        seconds = seconds_or_config(timeout, "timeout", "start-timeout")
+        self.lifecycle.start(seconds)
         self._connect_sync()
 
     def stop_cluster(self) -> None:
