@@ -71,6 +71,7 @@ class DaskClusterManager(Cluster):
             await asyncio.get_running_loop().run_in_executor(None, self.lifecycle.start, 300.0)
         if self.scheduler_comm is None:
             await self._connect()
+        self.lifecycle.start_loops()
 
     async def _connect(self) -> None:
         """Follow the scheduler's workers (``scheduler_info``); a cluster without Dask only runs."""

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 from ._errors import ClusterExistsError, ClusterStateError, DockerParallelError, ProviderError, StopError
 from ._records import INTENT, ClusterConfig, ReconnectReport, class_path, config_to_dict, warn_if_unimportable
@@ -29,8 +29,15 @@ from .managed.calls import DEFAULT_CALL_TIMEOUT, call_with_deadline
 from .provider import ClusterView, ServerAddress, WorkerNumbers
 
 if TYPE_CHECKING:
-    from ._loop import BackgroundLoop
     from .state import ClusterLock, StateStore
+
+
+class BackgroundLoop(Protocol):
+    """A loop the lifecycle owns (the healing controller, adaptive scaling): started and stopped by it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 logger = logging.getLogger("dockerparallel.lifecycle")
 
@@ -150,6 +157,11 @@ class Lifecycle:
     def loop(self, key: str) -> BackgroundLoop | None:
         """The loop under ``key``, if any."""
         return self._loops.get(key)
+
+    def start_loops(self) -> None:
+        """Start the loops (again): safe to call twice; the cluster object calls it once it follows the scheduler."""
+        if self.running:
+            self._start_loops()
 
     def _start_loops(self) -> None:
         for loop in self._loops.values():

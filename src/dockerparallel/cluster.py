@@ -323,6 +323,7 @@ class DockerCluster(DaskClusterManager):
         seconds = seconds_or_config(timeout, "timeout", "start-timeout")
         self.lifecycle.start(seconds)
         self._connect_sync()
+        self.lifecycle.start_loops()  # adaptive scaling needs the event loop the connection started
 
     def stop_cluster(self) -> None:
         """Kill every worker (those other processes started too) and stop the server.

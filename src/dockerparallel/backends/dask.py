@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import dask
 
-from .._validation import MAX_WORKERS, check_count
-from .._loop import BackgroundLoop
-from ..managed import LedgerEntry, plan_kill
-from ..provider import WorkerStatus
+from .._validation import check_count
 from ..container import ENV_SERVER_IP, ENV_SERVER_PORT, DockerContainer, DockerHardware
 
 if TYPE_CHECKING:
@@ -22,28 +17,6 @@ if TYPE_CHECKING:
 
     from ..provider import ServerAddress
 
-
-class _Retiring(Protocol):
-    """What adaptive scaling asks of a cluster's lifecycle."""
-
-    def retire(self, expected: int, action: Callable[[], None], timeout: float = 30.0) -> None: ...
-
-
-class AdaptiveCluster(Protocol):
-    """What :class:`Adaptive` uses of a cluster (a :class:`~dockerparallel.DockerCluster` is one)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def lifecycle(self) -> _Retiring: ...
-
-    @property
-    def expected_workers(self) -> int: ...
-
-    def get_client(self, **kwargs: Any) -> Client: ...
-
-    def set_worker_number(self, worker_number: int) -> None: ...
 
 logger = logging.getLogger("dockerparallel.backends.dask")
 
@@ -210,85 +183,19 @@ class DaskWorkerContainer(DockerContainer):
         return Client(self.scheduler_address(address), **kwargs)
 
 
-class Adaptive(BackgroundLoop):
-    """Follows the Dask scheduler's ``adaptive_target`` between ``minimum`` and ``maximum``.
+#: Adaptive scaling lives in ._adaptive (it imports ``distributed``); its names are imported on first use.
+_ADAPTIVE_NAMES = ("Adaptive", "AdaptiveCluster", "adaptive_options", "container_key")
 
-    A background thread asks the scheduler every ``interval`` seconds how many
-    workers its load calls for. Scale-up goes through
-    :meth:`DockerCluster.set_worker_number`; scale-down, once the target has
-    stayed lower for ``wait_count`` rounds, retires whole containers' workers
-    through the scheduler (their results move first) and lets the
-    containers exit.
-    """
+if TYPE_CHECKING:
+    from ._adaptive import Adaptive, AdaptiveCluster, adaptive_options, container_key  # noqa: F401
 
-    def __init__(self, cluster: AdaptiveCluster, minimum: int = 0, maximum: int | None = None, *,
-                 interval: float = 1.0, wait_count: int = 3) -> None:
-        self.minimum = check_count(minimum, "minimum")
-        self.maximum = check_count(maximum if maximum is not None else MAX_WORKERS, "maximum")
-        if self.maximum < self.minimum:
-            raise ValueError(f"maximum ({self.maximum}) must be at least minimum ({self.minimum})")
-        if not interval > 0:
-            raise ValueError(f"interval must be positive, got {interval!r}")
-        super().__init__(f"adaptive-{cluster.name}")
-        self.cluster = cluster
-        self.interval = float(interval)
-        self.wait_count = check_count(wait_count, "wait_count", minimum=1)
-        #: ``(time, target)`` of every decision that changed the worker number.
-        self.history: list[tuple[float, int]] = []
-        self._client: Client | None = None
-        self._low_rounds = 0
 
-    def __repr__(self) -> str:
-        return f"<Adaptive minimum={self.minimum} maximum={self.maximum} interval={self.interval:g}s>"
+def __getattr__(name: str) -> Any:
+    """``Adaptive`` and its helpers, imported from :mod:`._adaptive` on first access (PEP 562)."""
+    if name in _ADAPTIVE_NAMES:
+        from . import _adaptive
 
-    def before_loop(self) -> None:
-        """Connect the client the decisions are made with."""
-        self._client = self.cluster.get_client(set_as_default=False, timeout="60s")
-
-    def after_loop(self) -> None:
-        """Close the client."""
-        if self._client is not None:
-            self._client.close()
-
-    def target(self) -> int:
-        """The scheduler's wish, clamped to ``[minimum, maximum]``."""
-        assert self._client is not None
-        wanted = self._client.sync(self._client.scheduler.adaptive_target)
-        return max(self.minimum, min(self.maximum, int(wanted)))
-
-    def step(self) -> None:
-        """One decision: scale up now, or retire after ``wait_count`` low rounds."""
-        target, current = self.target(), self.cluster.expected_workers
-        if target >= current:
-            self._low_rounds = 0
-            if target > current:
-                self.history.append((time.time(), target))
-                self.cluster.set_worker_number(target)
-            return
-        self._low_rounds += 1
-        if self._low_rounds >= self.wait_count:
-            self._low_rounds = 0
-            self.retire(current - target)
-
-    def retire(self, excess: int) -> int:
-        """Retire whole containers holding at most ``excess`` workers; return how many."""
-        assert self._client is not None
-        groups: dict[str, list[str]] = defaultdict(list)
-        for address, info in self._client.scheduler_info(n_workers=-1)["workers"].items():
-            token = container_token(info.get("name"))
-            if token is not None:
-                groups[token].append(address)
-        entries = [LedgerEntry(token, len(addrs), WorkerStatus.RUNNING, seq) for seq, (token, addrs) in enumerate(groups.items())]
-        plan = plan_kill(entries, excess)
-        if not plan.handles:
-            return 0
-        addresses = [a for token in plan.handles for a in groups[token]]
-        expected = self.cluster.expected_workers - plan.workers
-        client = self._client
-
-        def retire_workers() -> None:
-            self.history.append((time.time(), expected))
-            client.retire_workers(workers=addresses, close_workers=True)
-
-        self.cluster.lifecycle.retire(expected, retire_workers)
-        return plan.workers
+        value = getattr(_adaptive, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
