@@ -98,3 +98,38 @@ def test_the_notebook_runs_on_a_real_kernel(tmp_path: Path, monkeypatch: pytest.
                     and "DockerCluster" in out["data"]["text/html"]]
     assert cluster_html and "expected workers: 2" in cluster_html[-1]
     assert live_children() == []
+
+
+def test_idle_timeout_stops_the_whole_cluster(store: StateStore) -> None:
+    from tests.local_fixtures import wait_for
+
+    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=_port(), dashboard_port=_port(),
+                                    death_timeout=3, max_workers_per_container=1)
+    cluster = DockerCluster(LocalProcessProvider(store), container, worker_number=2, state=store,
+                            idle_timeout="2s")
+    assert "--idle-timeout" in cluster.server_container.command
+    cluster.start_cluster(timeout=60)
+    assert len(live_children()) >= 2  # the scheduler and worker processes run
+    wait_for(lambda: live_children() == [], 60, "the idle cluster to stop by itself")
+    assert cluster.server_status() == "stopped"
+    cluster.stop_cluster()
+
+
+def test_idle_timeout_defaults_per_provider(dask_container: DaskWorkerContainer) -> None:
+    from dockerparallel.testing import FakeCloudProvider
+
+    local = DockerCluster(LocalProcessProvider(), dask_container, state=False)
+    assert "--idle-timeout" not in local.server_container.command  # off on local processes
+    other = DockerCluster(FakeCloudProvider(), dask_container, state=False, security=False)
+    assert "--idle-timeout" not in other.server_container.command
+    import dask
+
+    with dask.config.set({"dockerparallel.idle-timeout.other": "30 minutes"}):
+        configured = DockerCluster(FakeCloudProvider(), dask_container, state=False, security=False)
+    assert configured.worker_container.idle_timeout == 1800  # type: ignore[attr-defined]
+
+
+def _port() -> int:
+    from dockerparallel._spec import free_port
+
+    return free_port()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from ._validation import check_seconds
 from .backends.dask import new_security
 from .container import DockerContainer, DockerHardware
 from .provider import CloudProvider
@@ -64,3 +65,28 @@ class HybridMethod:
         if obj is None:
             return functools.partial(self.on_class, owner)
         return functools.partial(self.on_instance, obj)
+
+
+def with_idle_timeout(container: DockerContainer, idle_timeout: float | str | None,
+                      provider: CloudProvider) -> DockerContainer:
+    """``container`` with its idle timeout: the argument, else its own, else the one configured for ``provider``."""
+    if not hasattr(container, "idle_timeout"):
+        return container
+    if idle_timeout is None:
+        if container.idle_timeout is not None:  # type: ignore[attr-defined]
+            return container
+        idle_timeout = _configured_idle_timeout(provider)
+        if idle_timeout is None:
+            return container
+    seconds = check_seconds(idle_timeout, "idle_timeout")
+    return container.replace(idle_timeout=seconds or None)
+
+
+def _configured_idle_timeout(provider: CloudProvider) -> Any:
+    from ._config import get
+    from .providers import provider_label
+
+    table = get("idle-timeout")
+    if not isinstance(table, dict):
+        return table
+    return table.get(provider_label(provider), table.get("other"))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import DockerParallelError
 from ._config import cluster_defaults, seconds
-from ._cluster_parts import HybridMethod, check_hardware, check_parts, check_state, secure
+from ._cluster_parts import HybridMethod, check_hardware, check_parts, check_state, secure, with_idle_timeout
 from ._dask_cluster import DaskClusterManager
 from ._lifecycle import Lifecycle
 from ._records import ClusterConfig, ReconnectReport, config_from_dict
@@ -87,6 +87,12 @@ class DockerCluster(DaskClusterManager):
         starts it, ``await cluster.close()`` stops it (Dask's convention).
     loop : tornado.ioloop.IOLoop, optional
         The event loop, as for every Dask cluster manager.
+    idle_timeout : float or str, optional
+        Stop the whole cluster, workers included, once its scheduler has been
+        idle (no task) this long: seconds or a Dask time string; ``0`` turns
+        it off. Default: ``dockerparallel.idle-timeout.<provider>`` (1 hour on
+        Docker and ECS, off on local processes). Applies to a Dask worker
+        container whose server container is derived from it.
     stop_on_exit : bool
         Stop the cluster when this object is collected or the Python process
         exits (the R original's ``stopClusterOnExit``). Off by default: a
@@ -124,6 +130,7 @@ class DockerCluster(DaskClusterManager):
         heal_interval: float | str | None = None,
         init_timeout: float | str | None = None,
         call_timeout: float | str | None = None,
+        idle_timeout: float | str | None = None,
         stop_on_exit: bool = False,
         asynchronous: bool = False,
         loop: Any = None,
@@ -143,6 +150,7 @@ class DockerCluster(DaskClusterManager):
         auto_heal = check_flag(options["auto_heal"], "auto_heal")
         timeout = options["call_timeout"]
         timeout = None if timeout is None else check_seconds(timeout, "call_timeout", allow_zero=False)
+        worker_container = with_idle_timeout(worker_container, idle_timeout, provider)
         security, worker_container = secure(provider, worker_container, options["security"])
         if server_container is not None and security is not None:
             server_container = server_container.with_environment(**security_environment(security))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import dask
 
-from .._validation import check_count
+from .._validation import check_count, check_seconds
 from ..container import ENV_SERVER_IP, ENV_SERVER_PORT, DockerContainer, DockerHardware
 
 if TYPE_CHECKING:
@@ -91,6 +91,10 @@ class DaskWorkerContainer(DockerContainer):
         Ports of the scheduler and of its dashboard.
     death_timeout : int
         Seconds a worker waits for a lost scheduler before it exits.
+    idle_timeout : float, optional
+        Seconds the scheduler may stay idle (no task) before it stops; its
+        workers then exit after ``death_timeout``: the whole cluster stops.
+        ``None``: never.
     protocol : str
         ``"tcp"``, or ``"tls"`` once :meth:`with_security` has given the
         container its certificates.
@@ -103,6 +107,7 @@ class DaskWorkerContainer(DockerContainer):
     scheduler_port: int = 8786
     dashboard_port: int = 8787
     death_timeout: int = 120
+    idle_timeout: float | None = None
     protocol: str = "tcp"
 
     def __post_init__(self) -> None:
@@ -113,6 +118,8 @@ class DaskWorkerContainer(DockerContainer):
             raise TypeError(f"host must be a string or None, got {type(self.host).__name__}")
         timeout = check_count(self.death_timeout, "death_timeout", minimum=1, maximum=10**9)
         object.__setattr__(self, "death_timeout", timeout)
+        if self.idle_timeout is not None:
+            object.__setattr__(self, "idle_timeout", check_seconds(self.idle_timeout, "idle_timeout", allow_zero=False))
         if self.protocol not in ("tcp", "tls"):
             raise ValueError(f"protocol must be 'tcp' or 'tls', got {self.protocol!r}")
 
@@ -134,6 +141,8 @@ class DaskWorkerContainer(DockerContainer):
                    "--dashboard-address", f"{self.host or ''}:{self.dashboard_port}"]
         if self.host:
             command += ["--host", self.host]
+        if self.idle_timeout is not None:
+            command += ["--idle-timeout", f"{self.idle_timeout:g}s"]
         return DockerContainer(
             image=self.image,
             name="dask-scheduler",
