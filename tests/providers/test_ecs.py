@@ -368,7 +368,7 @@ def test_full_lifecycle(ecs_provider: Callable[..., Any], clusters: list[str],
     assert cluster.get_worker_numbers() == (0, 8, 7)
     assert len(live_tasks(url, cluster)) == 2
 
-    twin = _check_reconnect(ecs_provider(), cluster, address)
+    twin = _check_reconnect(ecs_provider(delete_logs=True), cluster, address)
     calls.reset()
     cluster.set_worker_number(0)
     assert calls.counts["StopTask"] == 2

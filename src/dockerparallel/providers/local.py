@@ -9,24 +9,31 @@ and stop the cluster. On Linux the start time is counted in clock ticks since
 boot, so a step of the wall clock does not make live processes look stopped.
 Processes are labelled with the absolute path of their store, so clusters of
 the same name in different stores stay apart.
+
+What each process prints goes to ``<store dir>/logs/<cluster name>/<role>-<start
+ns>-<handle>.log`` (:meth:`LocalProcessProvider.get_docker_logs` reads them).
+A log outlives its process: a killed worker's log stays readable, and a deep
+cleanup (``dockerparallel down``) keeps the directory unless the provider has
+``delete_logs=True``, as the ``ecs`` provider keeps its log group.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
-import time
-from typing import TYPE_CHECKING, Any
-
-import shutil
 import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from .._validation import check_count, check_seconds
+from .._validation import check_count, check_flag, check_seconds
 from ..container import ENV_SERVER_PORT
 from ..managed import ManagedCloudProvider
 from ..provider import ClusterView, ServerAddress
@@ -45,6 +52,9 @@ ENV_WORKERS = "DOCKERPARALLEL_WORKERS"
 #: Clusters of the same name in different state stores are different clusters.
 ENV_STORE = "DOCKERPARALLEL_STORE"
 
+
+#: A log file's name: ``<role>-<start ns>[-<handle>].log`` (the handle is added once the process runs).
+_LOG_NAME = re.compile(r"^(server|worker)-(\d+)(?:-(local-\d+-\d+))?\.log$")
 
 #: Linux: the start stamp is the start time in clock ticks since boot, from ``/proc/<pid>/stat``.
 _PROC_STAT = sys.platform.startswith("linux")
@@ -151,24 +161,30 @@ class LocalProcessProvider(ManagedCloudProvider):
         Where processes are recorded (default: the user's state store).
     grace_period : float
         Seconds between SIGTERM and SIGKILL when a process group is killed.
+    delete_logs : bool
+        Whether a deep cleanup (``dockerparallel down``) also deletes the
+        cluster's log directory. By default the logs stay (and the logs of
+        later clusters of the same name join them); the attribute may be set
+        after construction.
     """
 
     #: Local processes talk over the loopback interface: TLS is an option, not the default.
     tls_by_default = False
 
-    def __init__(self, store: StateStore | None = None, grace_period: float = 5.0) -> None:
+    def __init__(self, store: StateStore | None = None, grace_period: float = 5.0, delete_logs: bool = False) -> None:
         if store is not None and not isinstance(store, StateStore):
             raise TypeError(f"store must be a StateStore or None, got {type(store).__name__}")
         self.store = store if store is not None else StateStore()
         self.grace_period = check_seconds(grace_period, "grace_period")
+        self.delete_logs = check_flag(delete_logs, "delete_logs")
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def __repr__(self) -> str:
         return f"LocalProcessProvider(store={self.store!r})"
 
     def spec_options(self) -> dict[str, Any]:
-        """The grace period (the store comes from the cluster's record)."""
-        return {"grace_period": self.grace_period}
+        """The grace period and ``delete_logs`` (the store comes from the cluster's record)."""
+        return {"grace_period": self.grace_period, "delete_logs": self.delete_logs}
 
     @classmethod
     def from_spec_options(cls, options: dict[str, Any], store: Any) -> LocalProcessProvider:
@@ -190,6 +206,7 @@ class LocalProcessProvider(ManagedCloudProvider):
             )
         self._children[popen.pid] = popen
         handle = _handle(psutil.Process(popen.pid))
+        log_path = _named_log(log_path, handle)
         data = {"pid": popen.pid, "log": str(log_path), "port": container.environment.get(ENV_SERVER_PORT)}
         self.store.put_resource(cluster.name, handle, role, workers, data)
         logger.debug("started %s %s: %s", role, handle, " ".join(container.command[:2]))
@@ -279,12 +296,48 @@ class LocalProcessProvider(ManagedCloudProvider):
                 self.add_managed_worker_handles([handle] * count)
 
     def cleanup_docker_cluster(self, cluster: ClusterView, deep: bool = False, verbose: int = 0) -> None:
-        """With ``deep``, kill every process recorded or labelled with the cluster, and forget them."""
+        """With ``deep``, kill every process recorded or labelled with the cluster, and forget them.
+
+        The cluster's logs stay, unless :attr:`delete_logs` is set: then the
+        log directory goes too.
+        """
         if deep:
             records = [r.handle for r in self.store.resources(cluster.name)]
             self._terminate(records + list(labelled_processes(cluster.name, self.store)))
             self.store.delete_resources(cluster.name, records)
             self.worker_ledger.remove(self.worker_ledger.handles())
+            log_dir = self.store.log_dir / cluster.name
+            if self.delete_logs and log_dir.is_dir():
+                shutil.rmtree(log_dir, ignore_errors=True)
+                logger.log(logging.INFO if verbose else logging.DEBUG, "deleted the logs in %s", log_dir)
+
+    def get_docker_logs(self, cluster: ClusterView, verbose: int = 0) -> dict[str, str]:
+        """Return what the cluster's processes printed, live or gone, the server first.
+
+        Parameters
+        ----------
+        cluster : ClusterView
+            The cluster; its logs are the files in ``store.log_dir / cluster.name``.
+        verbose : int
+            Unused.
+
+        Returns
+        -------
+        dict of str to str
+            ``"server"``: the log of the recorded server (else of the newest
+            server process); then ``"server <handle>"`` for earlier servers
+            and ``"worker <handle>"`` for every worker process, in the order
+            they started. A log whose process is no longer recorded (a killed
+            worker, say) is named by the handle in its file name, or by the
+            file name itself. Each text is the whole file.
+        """
+        logs: dict[str, str] = {}
+        for key, path in _log_entries(self.store.log_dir / cluster.name, self.store.resources(cluster.name)):
+            try:
+                logs[key] = path.read_text(errors="replace")
+            except OSError as exc:  # deleted meanwhile
+                logger.debug("cannot read log %s: %s", path.name, exc.strerror or exc)
+        return logs
 
     # -- the three primitives ------------------------------------------------------------
 
@@ -312,6 +365,40 @@ class LocalProcessProvider(ManagedCloudProvider):
         self._terminate(list(worker_handles))
         self.store.delete_resources(cluster.name, list(worker_handles))
         return [not self._alive(h) for h in worker_handles]
+
+
+def _named_log(path: Path, handle: str) -> Path:
+    """Rename the log ``path`` to carry ``handle`` (its process keeps writing to it); ``path`` if that fails."""
+    named = path.with_name(f"{path.stem}-{handle}.log")
+    try:
+        path.rename(named)
+    except OSError as exc:
+        logger.debug("cannot rename log %s: %s", path.name, exc.strerror or exc)
+        return path
+    return named
+
+
+def _log_entries(directory: Path, records: list[ResourceRecord]) -> list[tuple[str, Path]]:
+    """(key, path) of each log of a cluster: ``"server"`` first, then ``"server <h>"``, ``"worker <h>"``.
+
+    ``records`` are the cluster's resources; a log file of no record is named
+    by the handle in its file name, else by the file name.
+    """
+    recorded = {Path(r.data["log"]): r for r in records if r.data.get("log")}
+    paths = set(recorded) | (set(directory.glob("*.log")) if directory.is_dir() else set())
+    found: list[tuple[str, str, Path, bool]] = []  # role, label, path, recorded
+    for path in sorted(paths, key=lambda p: p.name):  # within a role: by start time
+        record, match = recorded.get(path), _LOG_NAME.match(path.name)
+        if record is not None:
+            found.append((record.role, record.handle, path, True))
+        elif match is not None:
+            found.append((match.group(1), match.group(3) or path.name, path, False))
+    servers = [entry for entry in found if entry[0] == "server"]
+    current = ([entry for entry in servers if entry[3]] or servers)[-1:]
+    others = [entry for entry in found if entry not in current and entry[0] in ("server", "worker")]
+    others.sort(key=lambda entry: entry[0] != "server")  # stable: earlier servers, then workers
+    return [("server", path) for *_, path, _ in current] + [(f"{role} {label}", path)
+                                                          for role, label, path, _ in others]
 
 
 def _live_member(proc: psutil.Process, pgid: int) -> bool:

@@ -6,8 +6,10 @@ security group, the server and worker task definitions) and reads the
 network (the default VPC's subnets unless you name yours). Everything it
 creates carries the tag ``dockerparallel-created-by=<cluster name>``, so a
 deep cleanup — even from another process — removes exactly that and nothing
-it did not create. Ids you pass to the constructor are used as they are and
-never created or removed.
+it did not create, except the log group: it keeps the tasks' logs (read by
+:meth:`ECSFargateProvider.get_docker_logs`) unless the provider has
+``delete_logs=True``. Ids you pass to the constructor are used as they are
+and never created or removed.
 
 Every task carries the tags ``dockerparallel-cluster``, ``dockerparallel-role``
 and ``dockerparallel-workers``, so another process can find a running
@@ -39,7 +41,8 @@ The package, one concern a module: ``_api`` (session, clients, paging,
 waiting, retries, the error map), ``_fargate`` (the rules of Fargate, pure),
 ``_options`` (the constructor's options), ``_resources`` and
 ``_definitions`` (what a cluster creates and removes), ``_tasks`` (starting,
-describing and stopping tasks) and ``provider`` (the provider).
+describing and stopping tasks), ``_logs`` (reading the tasks' logs) and
+``provider`` (the provider).
 """
 
 from __future__ import annotations

@@ -238,6 +238,11 @@ def aws_name(base: str, suffix: str, limit: int) -> str:
     return clean + suffix
 
 
+def default_log_group(owner: str) -> str:
+    """The log group created for the cluster named ``owner`` (unless one is given): ``/dockerparallel/<name>``."""
+    return f"/dockerparallel/{aws_name(owner, '', 200)}"
+
+
 def family(owner: str, role: str) -> str:
     """The task definition family of ``role`` (server or worker) of the cluster named ``owner``."""
     return aws_name(owner, f"-{role}", 255)

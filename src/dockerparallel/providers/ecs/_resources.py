@@ -27,6 +27,7 @@ from ._fargate import (
     aws_name,
     aws_tags,
     created_tags,
+    default_log_group,
     ecs_tags,
     family,
     ingress_permissions,
@@ -107,7 +108,7 @@ class ClusterResources(Definitions):
             if create or not (isinstance(exc, Refused) or error_kind(exc) in _NETWORK_UNKNOWN):
                 raise
             logger.debug("network: not found; looking for the security group in every VPC")
-        role_name, log_group = aws_name(name, "-ecs-exec", 64), f"/dockerparallel/{aws_name(name, '', 200)}"
+        role_name, log_group = aws_name(name, "-ecs-exec", 64), default_log_group(name)
         given = self.given
         self.resolve_one(res, "ecs_cluster", res.ecs_cluster, given.ecs_cluster_name,
                          lambda: self._find_ecs_cluster(res.ecs_cluster),
@@ -223,10 +224,14 @@ class ClusterResources(Definitions):
 
     # -- removal --------------------------------------------------------------------------------------------------
 
-    def remove_created(self, owner: str, res: FargateResources) -> list[str]:
-        """Remove what ``res`` says was created; return what could not be removed (already gone is success)."""
+    def remove_created(self, owner: str, res: FargateResources, delete_logs: bool = False) -> list[str]:
+        """Remove what ``res`` says was created; return what could not be removed (already gone is success).
+
+        A created log group is removed only with ``delete_logs``: it holds the
+        tasks' logs, read after the cluster is down.
+        """
         left = []
-        for what, remove in self._removal_steps(owner, res):
+        for what, remove in self._removal_steps(owner, res, delete_logs):
             try:
                 remove()
                 logger.debug("cleanup: removed %s", what)
@@ -238,14 +243,15 @@ class ClusterResources(Definitions):
                 left.append(f"{what} ({exc})")
         return left
 
-    def _removal_steps(self, owner: str, res: FargateResources) -> list[tuple[str, Callable[[], Any]]]:
+    def _removal_steps(self, owner: str, res: FargateResources,
+                       delete_logs: bool) -> list[tuple[str, Callable[[], Any]]]:
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("task definitions", functools.partial(self._deregister_task_definitions, owner)),
             (f"secrets {secret_prefix(owner)}*", functools.partial(self._delete_secrets, owner))]
         if "ecs_cluster" in res.created:
             steps.append((f"ECS cluster {res.ecs_cluster}", functools.partial(self._delete_ecs_cluster,
                                                                               res.ecs_cluster)))
-        if "log_group" in res.created and res.log_group:
+        if delete_logs and "log_group" in res.created and res.log_group:
             steps.append((f"log group {res.log_group}", functools.partial(
                 self.api.call, "logs", "delete_log_group", logGroupName=res.log_group)))
         if "security_group" in res.created:

@@ -43,10 +43,26 @@ class Tasks:
             found.update((t["taskArn"], t) for t in response.get("tasks", []) if t.get("taskArn") in chunk)
         return found
 
-    def list_arns(self, ecs_cluster: str, **filters: str) -> list[str]:
-        """ARNs of the tasks of ``ecs_cluster`` meant to run, with ``filters``."""
-        return self.api.pages("ecs", "list_tasks", "taskArns", cluster=ecs_cluster, desiredStatus="RUNNING",
+    def list_arns(self, ecs_cluster: str, desired: str = "RUNNING", **filters: str) -> list[str]:
+        """ARNs of the tasks of ``ecs_cluster`` meant to run (``desired="STOPPED"``: stopped), with ``filters``."""
+        return self.api.pages("ecs", "list_tasks", "taskArns", cluster=ecs_cluster, desiredStatus=desired,
                               **filters)
+
+    def tagged(self, ecs_cluster: str, name: str, known: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """The tasks ECS still describes, live or stopped, tagged with the cluster ``name`` or ``known``; oldest first.
+
+        ECS forgets a stopped task about an hour after it stopped.
+        """
+        known = [arn for arn in known if arn]
+        try:
+            arns = self.list_arns(ecs_cluster) + self.list_arns(ecs_cluster, "STOPPED")
+        except Exception as exc:
+            if error_code(exc) == "ClusterNotFoundException":
+                return []
+            raise
+        tasks = [task for arn, task in self.describe(ecs_cluster, [*arns, *known], tags=True).items()
+                 if arn in known or tag_map(task.get("tags")).get(TAG_CLUSTER) == name]
+        return sorted(tasks, key=lambda t: str(t.get("createdAt", "")))
 
     def of_cluster(self, ecs_cluster: str, name: str, role: str | None = None) -> list[dict[str, Any]]:
         """The live tasks tagged with the cluster ``name`` (and ``role``), oldest first."""

@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..._errors import ProviderError
+from ..._validation import check_flag
 from ...managed import ManagedCloudProvider, ProviderCapabilities
 from ...provider import ClusterView, ServerAddress
 from ._api import BOTO3_MISSING, AwsApi, Refused, aws_errors, error_code, error_kind, say
@@ -25,6 +26,7 @@ from ._fargate import (
     FargateResources,
     Launch,
     counts,
+    default_log_group,
     fargate_size,
     network_configuration,
     overrides,
@@ -38,6 +40,7 @@ from ._fargate import (
     task_workers,
     workers_per_task,
 )
+from ._logs import TaskLogs
 from ._options import FargateOptions, OptionAttributes
 from ._resources import ClusterResources, summary
 from ._tasks import Tasks
@@ -97,6 +100,12 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
     max_concurrent_calls : int
         How many ``run_task`` batches (of at most 10 tasks each) a scale-up
         runs at once, 1 to 16.
+    delete_logs : bool
+        Whether a deep cleanup (``dockerparallel down``) also deletes the log
+        group it created, and the logs in it. By default the log group stays,
+        so that :meth:`get_docker_logs` still reads the logs of a cluster that
+        is down. A plain attribute: ``provider.delete_logs = True`` before a
+        cleanup works too.
 
     Notes
     -----
@@ -115,7 +124,7 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
         worker_task_definition: str | None = None, assign_public_ip: bool = True, ingress_cidr: str = "0.0.0.0/0",
         scheduler_port: int = 8786, dashboard_port: int = 8787, endpoint_url: str | None = None,
         session: Any = None, max_attempts: int = 5, retry_delay: float = 0.5, cleanup_timeout: float = 300.0,
-        max_concurrent_calls: int = 4,
+        max_concurrent_calls: int = 4, delete_logs: bool = False,
     ) -> None:
         if BOTO3_MISSING is not None:
             raise ImportError("ECSFargateProvider needs boto3: pip install 'dockerparallel[aws]'") from BOTO3_MISSING
@@ -129,6 +138,8 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
         self._api = AwsApi(self.options.api)
         self._stack = ClusterResources(self._api, self.options.given, self.options.network)
         self._tasks = Tasks(self._api)
+        self._logs = TaskLogs(self._api)
+        self.delete_logs = check_flag(delete_logs, "delete_logs")
         self._server_arn: str | None = None
         self._warned_sizes = Once()
 
@@ -143,7 +154,7 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
         the process that rebuilds it. The region is recorded as resolved, so
         that the other process looks in the same region.
         """
-        return self.options.spec(self._api.known_region())
+        return {**self.options.spec(self._api.known_region()), "delete_logs": self.delete_logs}
 
     # -- AWS and the cluster's resources --------------------------------------------------------------------------
 
@@ -326,8 +337,9 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
 
         Resources that initialize found (or that you named) are left alone; the
         created ones are recognised by their ``dockerparallel-created-by`` tag,
-        so this works from a fresh provider object too. Without ``deep``
-        nothing is held that needs releasing.
+        so this works from a fresh provider object too. A created log group
+        stays (with the tasks' logs) unless :attr:`delete_logs` is set.
+        Without ``deep`` nothing is held that needs releasing.
 
         Raises
         ------
@@ -342,11 +354,48 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
         self._server_arn = None
         current = self._stack.current
         res = current if current and current.owner == cluster.name else self._stack.resolve(cluster.name, False)
-        left += self._stack.remove_created(cluster.name, res)
+        left += self._stack.remove_created(cluster.name, res, self.delete_logs)
         self._stack.forget()
         say(verbose, "removed the AWS resources created for cluster %r", cluster.name)
+        if "log_group" in res.created and res.log_group and not self.delete_logs:
+            say(verbose, "kept the log group %s and its logs (delete_logs=True removes it)", res.log_group)
         if left:
             raise Refused("could not remove: " + "; ".join(left))
+
+    @aws_errors
+    def get_docker_logs(self, cluster: ClusterView, verbose: int = 0) -> dict[str, str]:
+        """Return what the cluster's tasks printed, read from CloudWatch Logs, the server first.
+
+        Each task's stream is ``<awslogs-stream-prefix>/<container name>/<task
+        id>`` in its task definition's log group, read whole with
+        ``get_log_events``. The tasks are the live and stopped ones ECS still
+        describes (tagged with the cluster, or held by this provider); in the
+        cluster's own log group (not one given with ``log_group=``) the
+        ``server/server/`` and ``worker/worker/`` streams of tasks ECS has
+        forgotten are read too, after a deep cleanup included.
+
+        Parameters
+        ----------
+        cluster : ClusterView
+            The cluster; its name finds the tasks and the log group.
+        verbose : int
+            Log how many logs were read at INFO level when non-zero.
+
+        Returns
+        -------
+        dict of str to str
+            ``"server"`` (the server task held, else the newest), then
+            ``"server <task arn>"`` for earlier servers and ``"worker <task
+            arn>"`` for the workers, oldest first; a stream whose task ECS
+            forgot is named by its stream name instead of the ARN. A task
+            whose stream does not exist yet has no entry.
+        """
+        known = [self._server_arn or "", *self.worker_ledger.handles()]
+        tasks = self._tasks.tagged(self._ecs_cluster(cluster), cluster.name, known)
+        own_group = None if self.log_group else default_log_group(cluster.name)
+        logs = self._logs.collect(tasks, self._server_arn, own_group)
+        say(verbose, "read the logs of %d container(s) of cluster %r", len(logs), cluster.name)
+        return logs
 
     # -- the three primitives -------------------------------------------------------------------------------------
 
