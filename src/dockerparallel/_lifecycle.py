@@ -21,11 +21,12 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
-from ._errors import ClusterExistsError, ClusterStateError, DockerParallelError, ProviderError, StopError
-from ._records import INTENT, ClusterConfig, ReconnectReport, class_path, config_to_dict, warn_if_unimportable
+from ._errors import ClusterExistsError, ClusterStateError, DockerParallelError, StopError
+from ._records import INTENT, settle_workers, ClusterConfig, ReconnectReport, class_path, config_to_dict, warn_if_unimportable
 from ._wait import wait_until
 from .managed import LedgerEntry, ManagedCloudProvider
 from .managed.calls import DEFAULT_CALL_TIMEOUT, call_with_deadline
+from ._server import ServerControl
 from .provider import ClusterView, ServerAddress, WorkerNumbers
 
 if TYPE_CHECKING:
@@ -41,17 +42,8 @@ class BackgroundLoop(Protocol):
 
 logger = logging.getLogger("dockerparallel.lifecycle")
 
-_SERVER_STATUSES = frozenset({"initializing", "running", "stopped"})
 #: Seconds a change waits for another process that holds the cluster's lock.
 LOCK_TIMEOUT = 900.0
-
-
-def _weakly_referable(obj: object) -> bool:
-    try:
-        weakref.ref(obj)
-    except TypeError:
-        return False
-    return True
 
 
 class State(enum.Enum):
@@ -81,14 +73,14 @@ class Lifecycle:
 
     def __init__(self, config: ClusterConfig, view: ClusterView, store: StateStore | None, expected: int) -> None:
         self.config, self.store = config, store
-        self._view = weakref.ref(view) if _weakly_referable(view) else (lambda: view)
+        self._view: Callable[[], ClusterView | None] = weakref.ref(view)  # a cluster object stays collectable
         self.expected = expected
         self.state = State.CREATED
         self.call_timeout: float | None = DEFAULT_CALL_TIMEOUT
         self._lock = threading.RLock()
         self._process_lock: ClusterLock | None = store.cluster_lock(config.name) if store is not None else None
         self._loops: dict[str, BackgroundLoop] = {}
-        self._address: ServerAddress | None = None
+        self.server = ServerControl(config, self.call, lambda: self.view, self._lock)
         self._claimed = False  # the name is this cluster's (until it stops)
         self._store_checked = False
         if store is not None and self.manager is not None:
@@ -176,76 +168,81 @@ class Lifecycle:
 
     def server_status(self) -> str:
         """``"initializing"``, ``"running"`` or ``"stopped"``, checked."""
-        status = self.call("get_server_status", self.provider.get_server_status, self.view, self.config.verbose)
-        status = getattr(status, "value", status)
-        if status not in _SERVER_STATUSES:
-            raise ProviderError(self.provider, "get_server_status",
-                                f"returned {status!r}; expected 'initializing', 'running' or 'stopped'")
-        return str(status)
+        return self.server.status()
 
     def server_address(self) -> ServerAddress:
         """Where the server listens (cached until the server restarts)."""
-        with self._lock:
-            if self._address is None:
-                answer = self.call("get_docker_server_ip", self.provider.get_docker_server_ip, self.view,
-                                   self.config.verbose)
-                try:
-                    self._address = ServerAddress.coerce(answer)
-                except (TypeError, KeyError, ValueError) as exc:
-                    raise ProviderError(self.provider, "get_docker_server_ip",
-                                        f"returned {type(answer).__name__}, not a ServerAddress ({exc})") from None
-            return self._address
+        return self.server.address()
 
     def wait_for_server(self, timeout: float) -> None:
         """Block until the server runs; raise if it stops or ``timeout`` passes."""
-
-        def running() -> bool:
-            status = self.server_status()
-            if status == "stopped":
-                raise ClusterStateError(f"the server of cluster {self.name!r} stopped while starting")
-            return status == "running"
-
-        wait_until(running, timeout, f"the server of cluster {self.name!r}")
+        self.server.wait(timeout)
 
     def start_server(self) -> None:
         """Start the server container (the name is claimed first)."""
         with self.exclusive():
             self._claim()
-            self._address = None
-            config = self.config
-            self.call("run_docker_server", self.provider.run_docker_server, self.view, config.server_container,
-                      config.server_hardware, config.verbose)
+            self.server.start()
 
     def stop_server(self) -> None:
         """Stop the server container."""
         with self._lock:
-            self._address = None
-            self.call("stop_docker_server", self.provider.stop_docker_server, self.view, self.config.verbose)
+            self.server.stop()
 
     # -- start and stop -------------------------------------------------------------------------------
 
     def start(self, timeout: float) -> None:
-        """Claim the name, prepare the provider, start the server, wait for it, then the expected workers."""
+        """Claim the name, prepare the provider, start the server and, once its address is known, the workers.
+
+        Workers start while the server boots (one boot, not two); a server
+        that fails takes its early workers down.
+        """
         with self.exclusive():
             if self.state is State.RUNNING:
                 self._apply(self.expected)
                 return
             self._claim()
             self.state = State.STARTING
+            if self.manager is not None:
+                self.manager.closed = False
             try:
                 self.call("initialize_cloud_provider", self.provider.initialize_cloud_provider, self.view,
                           self.config.verbose)
                 if self.server_status() == "stopped":
                     self.start_server()
+                self._start_early(timeout)
                 self.wait_for_server(timeout)
             except BaseException:
+                self._take_down_early_workers()
                 self.state = State.CREATED
                 raise
             self.state = State.RUNNING
-            if self.manager is not None:
-                self.manager.closed = False
             self._apply(self.expected)
         self._start_loops()
+
+    def _start_early(self, timeout: float) -> None:
+        """Start the expected workers as soon as the server's address is known (before it runs)."""
+        if not self.expected or not self.server.address_known(timeout):
+            return
+        try:
+            self._apply(self.expected)
+        except DockerParallelError as exc:  # tried again once the server runs
+            logger.warning("%s: starting workers while the server boots failed: %s", self.name, exc)
+
+    def _take_down_early_workers(self) -> None:
+        manager = self.manager
+        if manager is None or not len(manager.ledger):
+            return
+        logger.warning("%s: the server did not start; stopping the %d worker(s) started early", self.name,
+                       manager.ledger.workers())
+        try:
+            survivors = manager.kill_all(self.view, self.config.verbose)
+        except DockerParallelError as exc:
+            logger.error("%s: stopping early workers failed: %s", self.name, exc)
+            return
+        if survivors:
+            logger.error("%s: %d early worker handle(s) survived; 'dockerparallel down %s' stops them",
+                         self.name, len(survivors), self.name)
 
     def _claim(self) -> None:
         """Make the name this cluster's, atomically in the store; a live cluster of that name is refused."""
@@ -466,7 +463,7 @@ class Lifecycle:
     def reconnect(self, orphans: str) -> ReconnectReport:
         """Adopt the server and the workers the store and the provider know; see ``DockerCluster.reconnect``."""
         with self.exclusive():
-            self._address = None
+            self.server.forget_address()
             self._adopt_owner()
             recorded = self._adopt_rows()
             manager = self.manager
@@ -492,28 +489,6 @@ class Lifecycle:
             self.config.owner = str(record.spec["owner"])
 
     def _settle_reconnect(self, recorded: int, found: list[str], orphans: str) -> ReconnectReport:
-        dead = killed = 0
         interrupted = bool(self.store and self.store.resources(self.name, INTENT))
-        manager = self.manager
-        if manager is not None:
-            alive_before = len(manager.ledger)
-            self._refresh_with_retries()
-            dead = alive_before - len(manager.ledger)
-            live_found = [h for h in found if h in manager.ledger]
-            if orphans == "kill" and live_found:
-                manager.kill_handles(self.view, live_found, self.config.verbose)
-                killed = len(live_found)
+        dead, killed = settle_workers(self.manager, self.view, found, orphans) if self.manager else (0, 0)
         return ReconnectReport(recorded, len(found), dead, killed, interrupted, self.server_status())
-
-    def _refresh_with_retries(self, attempts: int = 4) -> None:
-        """Refresh the statuses; a passing provider fault is retried with backoff (a reconnect should not fail on one)."""
-        for attempt in range(1, attempts + 1):
-            try:
-                self.manager.refresh(self.view, self.config.verbose)
-                return
-            except DockerParallelError as exc:
-                if attempt == attempts:
-                    raise
-                delay = 0.25 * 2 ** (attempt - 1)
-                logger.warning("reconnect to %s: status refresh failed (%s); retrying in %.2f s", self.name, exc, delay)
-                time.sleep(delay)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._errors import DockerParallelError
 from .container import DockerContainer, DockerHardware
-from .provider import CloudProvider
+from .provider import CloudProvider, ClusterView
 
 if TYPE_CHECKING:
     from .state import StateStore
@@ -162,3 +164,32 @@ def _config_from_dict(name: str, data: dict[str, Any], store: StateStore) -> tup
         owner=str(data.get("owner") or uuid.uuid4().hex),
     )
     return config, int(data["expected"])
+
+
+def settle_workers(manager: Any, view: ClusterView, found: list[str], orphans: str) -> tuple[int, int]:
+    """After a reconnect: refresh (retrying a passing fault), then adopt or kill the ``found`` orphans.
+
+    Returns ``(dead, killed)``: handles forgotten as dead, orphans killed.
+    """
+    alive_before = len(manager.ledger)
+    _refresh_with_retries(manager, view)
+    dead = alive_before - len(manager.ledger)
+    live_found = [h for h in found if h in manager.ledger]
+    if orphans == "kill" and live_found:
+        manager.kill_handles(view, live_found, view.verbose)
+        return dead, len(live_found)
+    return dead, 0
+
+
+def _refresh_with_retries(manager: Any, view: ClusterView, attempts: int = 4) -> None:
+    """Refresh the statuses; a passing provider fault is retried with backoff (a reconnect should not fail on one)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            manager.refresh(view, view.verbose)
+            return
+        except DockerParallelError as exc:
+            if attempt == attempts:
+                raise
+            delay = 0.25 * 2 ** (attempt - 1)
+            logger.warning("reconnect to %s: status refresh failed (%s); retrying in %.2f s", view.name, exc, delay)
+            time.sleep(delay)

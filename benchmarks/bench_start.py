@@ -1,0 +1,108 @@
+"""Benchmark of starting a cluster: one boot, not two.
+
+Run: ``python benchmarks/bench_start.py [--repeat N]``. Exits 1 if a goal line says FAIL.
+
+Fake cloud. Every container (server and workers) boots in B = 1 s. Time
+from ``start_cluster()`` until every worker runs, for 8 and 64 workers (4
+per container), with the early start (workers start once the server's
+address is known, as ``start_cluster`` does) and, in the same run, the
+sequential start it replaced (start the server, wait until it runs, then
+start the workers: ``start_cluster()`` with no workers, then
+``set_worker_number(n)``). Goal: early start <= 1.15 x B.
+
+Real processes. The local provider, 4 workers at 2 per process: time from
+``start_cluster()`` until the scheduler sees 4 workers, against
+``distributed.LocalCluster(n_workers=4, processes=True)`` in the same run
+(until its scheduler sees 4 workers), best of ``--repeat``. Goal: <= 1.1 x
+LocalCluster. (Docker: ``bench_docker.py`` measures 16 workers connected
+against a ``docker run`` loop; its clusters start early too.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from _goals import exit_status, verdict
+
+from dockerparallel import DockerCluster, DockerContainer
+from dockerparallel.state import StateStore
+from dockerparallel.testing import FakeCloud, FakeCloudProvider
+
+BOOT = 1.0
+FAKE_GOAL = 1.15
+LOCAL_GOAL = 1.1
+
+
+def fake_start(workers: int, early: bool, store: StateStore) -> float:
+    """Seconds until ``workers`` run on a fake cloud whose containers boot in BOOT seconds."""
+    provider = FakeCloudProvider(FakeCloud(), boot_delay=BOOT)
+    container = DockerContainer("img", name="worker", command=["w"], max_workers_per_container=4)
+    cluster = DockerCluster(provider, container, server_container=container, state=store,
+                            name=f"bench-start-{workers}-{'early' if early else 'sequential'}",
+                            worker_number=workers if early else 0)
+    started = time.perf_counter()
+    cluster.start_cluster(timeout=30)
+    if not early:
+        cluster.set_worker_number(workers)
+    while cluster.get_worker_numbers().running < workers:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    cluster.stop_cluster()
+    return elapsed
+
+
+def local_start(store: StateStore) -> float:
+    """Seconds until the scheduler of a local-process cluster sees 4 workers (2 per process)."""
+    from dockerparallel._spec import free_port
+    from dockerparallel.backends.dask import DaskWorkerContainer
+    from dockerparallel.providers.local import LocalProcessProvider
+
+    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=free_port(), dashboard_port=free_port(),
+                                    max_workers_per_container=2)
+    cluster = DockerCluster(LocalProcessProvider(store, grace_period=1.0), container, worker_number=4, state=store)
+    started = time.perf_counter()
+    cluster.start_cluster(timeout=60)
+    cluster.wait_for_workers(4, timeout=60)
+    elapsed = time.perf_counter() - started
+    cluster.stop_cluster()
+    return elapsed
+
+
+def local_cluster_start() -> float:
+    """Seconds until ``distributed.LocalCluster(n_workers=4, processes=True)`` has 4 workers."""
+    from distributed import LocalCluster
+
+    started = time.perf_counter()
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      host="127.0.0.1") as cluster:
+        cluster.wait_for_workers(4, timeout=60)
+        elapsed = time.perf_counter() - started
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many local starts (default 3)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        store = StateStore(Path(folder) / "state.sqlite3")
+        for workers in (8, 64):
+            early, sequential = fake_start(workers, True, store), fake_start(workers, False, store)
+            ratio = early / BOOT
+            print(f"fake cloud, boot B = {BOOT:g} s, {workers} workers: early start {early:.3f} s ({ratio:.2f} x B); "
+                  f"sequential {sequential:.3f} s ({sequential / BOOT:.2f} x B); goal early <= {FAKE_GOAL} x B "
+                  f"{verdict(ratio <= FAKE_GOAL, f'fake {workers} workers')}")
+        ours = min(local_start(store) for _ in range(args.repeat))
+        theirs = min(local_cluster_start() for _ in range(args.repeat))
+    ratio = ours / theirs
+    print(f"local processes, 4 workers (2 per process), scheduler sees 4: dockerparallel {ours:.3f} s; "
+          f"LocalCluster(n_workers=4, processes=True) {theirs:.3f} s; ratio {ratio:.2f} (best of {args.repeat}; "
+          f"goal <= {LOCAL_GOAL}) {verdict(ratio <= LOCAL_GOAL, 'local start')}")
+    return exit_status()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
