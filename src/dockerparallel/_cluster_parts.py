@@ -7,7 +7,7 @@ from typing import Any
 
 from ._validation import check_seconds
 from .backends.dask import new_security
-from .container import DockerContainer, DockerHardware
+from .container import DockerContainer, DockerHardware, ServerAddress
 from .provider import CloudProvider
 from .state import StateStore
 
@@ -90,3 +90,46 @@ def _configured_idle_timeout(provider: CloudProvider) -> Any:
     if not isinstance(table, dict):
         return table
     return table.get(provider_label(provider), table.get("other"))
+
+
+def check_client_address(value: Any) -> str:
+    """``"auto"``, ``"public"`` or ``"private"``, else a ``ValueError`` naming ``client_address``."""
+    if value not in ("auto", "public", "private"):
+        raise ValueError(f"client_address must be 'auto', 'public' or 'private', got {value!r}")
+    return str(value)
+
+
+def external_server(server: Any, container: DockerContainer,
+                    security: Any) -> tuple[ServerAddress | None, DockerContainer, Any]:
+    """The given server's address, the worker container speaking its protocol, and the security to use.
+
+    A ``tcp://`` server means no TLS unless asked; a ``tls://`` one needs the
+    certificates, as a ``distributed.Security``.
+    """
+    if server is None:
+        return None, container, security
+    protocol = None
+    if isinstance(server, str):
+        protocol, address = ServerAddress.parse(server)
+    else:
+        try:
+            address = ServerAddress.coerce(server)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"server: not a server address ({exc})") from None
+        except TypeError:
+            raise TypeError(f"server must be a ServerAddress, a mapping or an address string such as "
+                            f"'tls://10.0.0.5:8786', got {type(server).__name__}") from None
+    if protocol == "tls" and (security is None or isinstance(security, bool)):
+        raise TypeError("security: a tls:// server needs its certificates: pass security=distributed.Security(...)")
+    if protocol == "tcp" and security not in (None, False):
+        raise ValueError("security: a tcp:// server speaks no TLS; pass security=False or a tls:// address")
+    return address, container, False if security is None else security
+
+
+def seconds_or_config(value: float | str | None, name: str, key: str) -> float:
+    """``value`` in seconds, or the configured ``dockerparallel.<key>`` when it is ``None``."""
+    if value is None:
+        from ._config import seconds
+
+        return seconds(key) or 300.0
+    return check_seconds(value, name)

@@ -26,7 +26,7 @@ from ._records import INTENT, settle_workers, ClusterConfig, ReconnectReport, cl
 from ._wait import wait_until
 from .managed import LedgerEntry, ManagedCloudProvider
 from .managed.calls import DEFAULT_CALL_TIMEOUT, call_with_deadline
-from ._server import ServerControl
+from ._server import ExternalServer, ServerControl
 from .provider import ClusterView, ServerAddress, WorkerNumbers
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ class Lifecycle:
         self._lock = threading.RLock()
         self._process_lock: ClusterLock | None = store.cluster_lock(config.name) if store is not None else None
         self._loops: dict[str, BackgroundLoop] = {}
-        self.server = ServerControl(config, self.call, lambda: self.view, self._lock)
+        self.server: ServerControl | ExternalServer = ExternalServer(config, config.external_server) \
+            if config.external_server is not None else ServerControl(config, self.call, lambda: self.view, self._lock)
         self._claimed = False  # the name is this cluster's (until it stops)
         self._store_checked = False
         if store is not None and self.manager is not None:

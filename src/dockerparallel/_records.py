@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DockerParallelError
-from .container import DockerContainer, DockerHardware
+from .container import DockerContainer, DockerHardware, ServerAddress
 from .provider import CloudProvider, ClusterView
 
 if TYPE_CHECKING:
@@ -45,6 +45,10 @@ class ClusterConfig:
     server_hardware: DockerHardware
     security: Any = field(default=None, repr=False)
     verbose: int = 0
+    #: A server this library did not start: workers join it; it is never started or stopped.
+    external_server: ServerAddress | None = None
+    #: Which address of the server the client uses: "auto", "public" or "private".
+    client_address: str = "auto"
     #: Identifies the cluster's lineage: objects reconnected to it share it.
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -124,6 +128,8 @@ def config_to_dict(config: ClusterConfig, expected: int) -> dict[str, Any]:
         "expected": expected,
         "security": security_to_dict(config.security) if config.security is not None else None,
         "owner": config.owner,
+        "external_server": dataclasses.asdict(config.external_server) if config.external_server else None,
+        "client_address": config.client_address,
     }
 
 
@@ -162,6 +168,8 @@ def _config_from_dict(name: str, data: dict[str, Any], store: StateStore) -> tup
         server_hardware=DockerHardware(**data["server_hardware"]),
         security=security_from_dict(security) if security else None,
         owner=str(data.get("owner") or uuid.uuid4().hex),
+        external_server=ServerAddress.coerce(data["external_server"]) if data.get("external_server") else None,
+        client_address=str(data.get("client_address") or "auto"),
     )
     return config, int(data["expected"])
 

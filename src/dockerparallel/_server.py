@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -101,3 +102,45 @@ class ServerControl:
         """Stop the server container."""
         self.forget_address()
         self.call("stop_docker_server", self.config.provider.stop_docker_server, self.view(), self.config.verbose)
+
+
+class ExternalServer:
+    """A server this library did not start (the R original's ``CloudPrivateServer``): never started or stopped.
+
+    It reads as running while it accepts connections at its private address
+    (``"initializing"`` otherwise: it may be on its way up).
+    """
+
+    def __init__(self, config: ClusterConfig, address: ServerAddress) -> None:
+        self.config, self._address = config, address
+
+    def status(self) -> str:
+        """``"running"`` while the server accepts connections, else ``"initializing"``."""
+        try:
+            with socket.create_connection((self._address.private_ip, self._address.private_port), timeout=1.0):
+                return "running"
+        except OSError:
+            return "initializing"
+
+    def address(self) -> ServerAddress:
+        """The address given."""
+        return self._address
+
+    def forget_address(self) -> None:
+        """Nothing to forget: the address was given."""
+
+    def address_known(self, timeout: float) -> bool:
+        """Always: the address was given."""
+        return True
+
+    def wait(self, timeout: float) -> None:
+        """Block until the server accepts connections."""
+        where = f"{self._address.private_ip}:{self._address.private_port}"
+        wait_until(lambda: self.status() == "running", timeout, f"the server at {where} to accept connections",
+                   poll=0.05, max_poll=1.0)
+
+    def start(self) -> None:
+        """Nothing: this server runs elsewhere."""
+
+    def stop(self) -> None:
+        """Nothing: this server runs elsewhere, and keeps running."""

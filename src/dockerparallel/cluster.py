@@ -12,11 +12,14 @@ import math
 import uuid
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ._errors import DockerParallelError
-from ._config import cluster_defaults, seconds
-from ._cluster_parts import HybridMethod, check_hardware, check_parts, check_state, secure, with_idle_timeout
+from ._config import cluster_defaults
+from ._cluster_parts import (
+    HybridMethod, check_client_address, seconds_or_config, check_hardware, check_parts, check_state, external_server, secure,
+    with_idle_timeout,
+)
 from ._dask_cluster import DaskClusterManager
 from ._lifecycle import Lifecycle
 from ._records import ClusterConfig, ReconnectReport, config_from_dict
@@ -30,18 +33,10 @@ from .state import StateStore
 if TYPE_CHECKING:
     from distributed import Client
 
-    from .backends.dask import Adaptive
 
 __all__ = ["DockerCluster", "ReconnectReport"]
 
 logger = logging.getLogger("dockerparallel.cluster")
-
-
-def seconds_or_config(value: float | str | None, name: str, key: str) -> float:
-    """``value`` in seconds, or the configured ``dockerparallel.<key>`` when it is ``None``."""
-    if value is None:
-        return seconds(key) or 300.0
-    return check_seconds(value, name)
 
 
 class DockerCluster(DaskClusterManager):
@@ -93,6 +88,16 @@ class DockerCluster(DaskClusterManager):
         it off. Default: ``dockerparallel.idle-timeout.<provider>`` (1 hour on
         Docker and ECS, off on local processes). Applies to a Dask worker
         container whose server container is derived from it.
+    server : ServerAddress or str, optional
+        A scheduler this library did not start (the R original's
+        ``CloudPrivateServer``), as ``"tls://10.0.0.5:8786"`` or a
+        :class:`ServerAddress`: workers join it, and it is never started or
+        stopped. A ``tls://`` one needs ``security=`` (a
+        ``distributed.Security`` with its certificates).
+    client_address : {"auto", "public", "private"}
+        Which address of the server the client uses: the public one when it
+        exists (``"auto"``), or the private one when the client shares the
+        server's network (``"private"``, the R original's ``serverClientSameLAN``).
     stop_on_exit : bool
         Stop the cluster when this object is collected or the Python process
         exits (the R original's ``stopClusterOnExit``). Off by default: a
@@ -131,6 +136,8 @@ class DockerCluster(DaskClusterManager):
         init_timeout: float | str | None = None,
         call_timeout: float | str | None = None,
         idle_timeout: float | str | None = None,
+        server: ServerAddress | str | Mapping[str, Any] | None = None,
+        client_address: str = "auto",
         stop_on_exit: bool = False,
         asynchronous: bool = False,
         loop: Any = None,
@@ -151,12 +158,14 @@ class DockerCluster(DaskClusterManager):
         timeout = options["call_timeout"]
         timeout = None if timeout is None else check_seconds(timeout, "call_timeout", allow_zero=False)
         worker_container = with_idle_timeout(worker_container, idle_timeout, provider)
+        external, worker_container, options["security"] = external_server(server, worker_container, security)
         security, worker_container = secure(provider, worker_container, options["security"])
         if server_container is not None and security is not None:
             server_container = server_container.with_environment(**security_environment(security))
         config = ClusterConfig(name, provider, worker_container,
                                server_container or worker_container.server_container(),
-                               worker_hardware, server_hardware, security, verbose)
+                               worker_hardware, server_hardware, security, verbose,
+                               external_server=external, client_address=check_client_address(client_address))
         self._setup(config, store, expected, timeout, asynchronous, loop)
         if auto_heal:
             controller = Controller(self, options["heal_interval"] or 5.0, options["init_timeout"])
@@ -455,7 +464,7 @@ class DockerCluster(DaskClusterManager):
     @property
     def scheduler_address(self) -> str:
         """The address a ``distributed.Client`` connects to."""
-        address = self.server_address()
+        address = self.server_address().for_client(self.config.client_address)
         render = getattr(self.worker_container, "scheduler_address", None)
         return render(address) if render else f"tcp://{address.client_ip}:{address.client_port}"
 
@@ -466,7 +475,7 @@ class DockerCluster(DaskClusterManager):
         if render is None or not self.lifecycle.running:
             return ""
         try:
-            return str(render(self.server_address()))
+            return str(render(self.server_address().for_client(self.config.client_address)))
         except DockerParallelError:
             return ""
 

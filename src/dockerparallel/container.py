@@ -241,6 +241,39 @@ class ServerAddress:
             )
         raise TypeError(f"expected a ServerAddress or a mapping, got {type(value).__name__}")
 
+    @classmethod
+    def parse(cls, text: str) -> tuple[str, ServerAddress]:
+        """``"tls://10.0.0.5:8786"`` -> ``("tls", ServerAddress(None, None, "10.0.0.5", 8786))``.
+
+        Raises
+        ------
+        ValueError
+            When ``text`` is not ``protocol://host:port``.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"server must be a ServerAddress, a mapping or an address string, got {type(text).__name__}")
+        protocol, sep, rest = text.partition("://")
+        host, colon, port = rest.rpartition(":")
+        if not (sep and colon and host and port.isdigit() and protocol in ("tcp", "tls")):
+            raise ValueError(f"server: {text!r} is not a scheduler address such as 'tls://10.0.0.5:8786'")
+        return protocol, cls(None, None, host.strip("[]"), int(port))
+
+    def for_client(self, mode: str) -> ServerAddress:
+        """The address as a client in ``mode`` sees it.
+
+        ``"auto"``: the public address when there is one (the client is
+        elsewhere); ``"private"``: the private one (the client shares the
+        server's network, the R original's ``serverClientSameLAN``);
+        ``"public"``: the public one, which must exist.
+        """
+        if mode == "private":
+            return ServerAddress(None, None, self.private_ip, self.private_port)
+        if mode == "public" and self.public_ip is None:
+            raise ValueError("client_address='public': the server has no public address; use 'private' or 'auto'")
+        if mode not in ("auto", "public", "private"):
+            raise ValueError(f"client_address must be 'auto', 'public' or 'private', got {mode!r}")
+        return self
+
     @property
     def client_ip(self) -> str:
         """The address a client should use."""
