@@ -11,6 +11,7 @@ recorded.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
 from .._errors import DockerParallelError, PartialLaunchError, ProviderError, ProviderTimeout
@@ -105,22 +106,36 @@ def salvage_handles(result: object) -> list[str]:
     return [h for h in map(as_handle, result) if h is not None]
 
 
+def well_formed_counts(result: object) -> Counter[str] | None:
+    """Handle -> workers of a run result that is a list of non-empty strings (checked per unique handle), else ``None``."""
+    if not isinstance(result, (list, tuple)):
+        return None
+    try:
+        counts = Counter(result)
+    except TypeError:  # an unhashable item
+        return None
+    if all(type(h) is str and h for h in counts):
+        return counts
+    return None
+
+
 def check_run_result(provider: object, method: str, result: object, asked: int,
-                     known: Callable[[str], bool]) -> None:
+                     known: set[str], well_formed: bool = False) -> None:
     """Raise if a run result (already recorded) breaks the contract.
 
-    ``known`` says whether a handle was in the ledger before this call: a
-    run call must return new lifecycles only.
+    ``known`` holds the handles that were in the ledger before this call: a
+    run call must return new lifecycles only. ``well_formed``: the result is
+    known to be a list of non-empty strings.
     """
     if not isinstance(result, (list, tuple)):
         kind = "a single string" if isinstance(result, (str, bytes)) else type(result).__name__
         raise ProviderError(provider, method, f"must return a list of handles, got {kind}; "
                             f"the {len(salvage_handles(result))} handle(s) in it are recorded")
-    bad = [h for h in result if not (isinstance(h, str) and h)]
+    bad = [] if well_formed else [h for h in result if not (isinstance(h, str) and h)]
     if bad:
         raise ProviderError(provider, method, f"returned handles that are not non-empty strings: {bad[:3]!r}; "
                             "every usable one is recorded (bytes decoded)")
-    reused = sorted({h for h in result if known(h)})
+    reused = sorted(known)
     if reused:
         raise ProviderError(provider, method, f"returned handle(s) already in the ledger: {reused[:3]!r}; "
                             "a run call must start new containers (their workers are counted)")

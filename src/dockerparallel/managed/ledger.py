@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..provider import WorkerStatus
 
@@ -13,7 +14,7 @@ from ..provider import WorkerStatus
 ChangeHook = Callable[[str, Sequence["LedgerEntry"]], None]
 
 
-@dataclass
+@dataclass(slots=True)
 class LedgerEntry:
     """One handle: a lifecycle on the cloud holding ``count`` workers."""
 
@@ -54,6 +55,11 @@ class WorkerLedger:
     def __contains__(self, handle: object) -> bool:
         return handle in self._entries
 
+    def known(self, handles: Iterable[str]) -> set[str]:
+        """Those of ``handles`` the ledger holds."""
+        entries = self._entries
+        return {h for h in handles if h in entries}
+
     def __iter__(self) -> Iterator[LedgerEntry]:
         return iter(list(self._entries.values()))
 
@@ -63,16 +69,20 @@ class WorkerLedger:
 
     def add(self, handles: Iterable[str], status: WorkerStatus = WorkerStatus.INITIALIZING) -> list[LedgerEntry]:
         """Record ``handles``; a repeated handle adds one worker to its entry."""
-        touched: dict[str, LedgerEntry] = {}
-        for handle in handles:
-            entry = self._entries.get(handle)
+        return self.add_counts(Counter(handles), status)
+
+    def add_counts(self, counts: Mapping[str, int],
+                   status: WorkerStatus = WorkerStatus.INITIALIZING) -> list[LedgerEntry]:
+        """Record handle -> workers (in the mapping's order); a known handle gets the workers added."""
+        entries, seq, touched = self._entries, self._seq, []
+        for handle, count in counts.items():
+            entry = entries.get(handle)
             if entry is None:
-                entry = LedgerEntry(handle, 0, status, next(self._seq))
-                self._entries[handle] = entry
-            entry.count += 1
-            touched[handle] = entry
-        self._notify("add", list(touched.values()))
-        return list(touched.values())
+                entry = entries[handle] = LedgerEntry(handle, 0, status, next(seq))
+            entry.count += count
+            touched.append(entry)
+        self._notify("add", touched)
+        return touched
 
     def get(self, handle: str) -> LedgerEntry | None:
         """Return the entry of ``handle``, or ``None``."""

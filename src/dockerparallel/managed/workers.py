@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .._errors import DockerParallelError, PartialLaunchError, ProviderError
 from ..provider import ClusterView, WorkerStatus
 from .calls import (
     DEFAULT_CALL_TIMEOUT, call_with_deadline, check_kills, check_run_result, check_statuses, salvage_handles, unique,
+    well_formed_counts,
 )
 from .capabilities import ProviderCapabilities
 from .ledger import WorkerLedger
@@ -129,12 +131,15 @@ class WorkerManager:
 
     def record_run(self, result: object, number: int) -> list[str]:
         """Record the handles of a run ``result`` for ``number`` workers, then check it."""
-        handles = salvage_handles(result)
+        counts = well_formed_counts(result)
+        well_formed = counts is not None
+        if counts is None:  # the slow way, for a result that breaks the contract: keep every usable handle
+            counts = Counter(salvage_handles(result))
         with self.lock:
-            known = {h for h in handles if h in self.ledger}
-            self.ledger.add(handles)
-        check_run_result(self.provider, RUN, result, number, known.__contains__)
-        return handles
+            known = self.ledger.known(counts)
+            self.ledger.add_counts(counts)
+        check_run_result(self.provider, RUN, result, number, known, well_formed)
+        return result if isinstance(result, list) else list(counts.elements())  # type: ignore[return-value]
 
     def _late_run(self, result: object) -> None:
         """A run call that passed its deadline returned: record its handles, or kill them if the cluster closed."""
