@@ -30,6 +30,8 @@ def test_up_status_scale_down(state: Path) -> None:
         status = run_cli(state, "status", "clitest").stdout
         assert "running" in status and "│ 3 " in status
         assert "expected 5, running 5" in run_cli(state, "scale", "clitest", "5", "--wait").stdout
+        with cluster.get_client() as client:  # 'scale --wait' too returned once the scheduler saw every worker
+            assert len(client.scheduler_info(n_workers=-1)["workers"]) == 5
         assert "clitest" in run_cli(state, "list").stdout
     finally:
         assert "is down" in run_cli(state, "down", "clitest").stdout
@@ -46,6 +48,15 @@ def test_up_status_scale_down(state: Path) -> None:
         (["up", "--name", "bad name!"], "name must be"),
         (["up", "-k", "0"], "workers_per_container must be at least 1"),
         (["down", "nope"], "no cluster named 'nope'"),
+        (["down", "nope", "--delete-logs"], "no cluster named 'nope'"),
+        (["logs", "nope"], "no cluster named 'nope'"),
+        (["logs", "nope", "--follow"], "no cluster named 'nope'"),
+        (["status", "nope", "--output", "json"], "no cluster named 'nope'"),
+        (["status", "nope", "--watch"], "no cluster named 'nope'"),
+        (["status", "--watch", "--interval", "0s"], "interval must be between 0.1 s and 1 h"),
+        (["status", "--watch", "--interval", "soon"], "interval must be a duration"),
+        (["status", "--watch", "-o", "json"], "cannot be combined with --output json"),
+        (["list", "--output", "yaml"], "'yaml' is not one of"),
     ],
 )
 def test_errors_are_one_line(state: Path, args: list[str], message: str) -> None:
@@ -53,6 +64,7 @@ def test_errors_are_one_line(state: Path, args: list[str], message: str) -> None
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert StateStore(state).list_clusters() == []
 
 
@@ -86,9 +98,16 @@ def test_scale_still_names_an_unknown_option(state: Path) -> None:
     assert "worker_number must be at least 0, got -3" in run_cli(state, "scale", "kept", "-3", check=False).stderr
 
 def test_every_command_has_help(state: Path) -> None:
-    for command in ("up", "scale", "status", "list", "down", "demo"):
+    for command in ("up", "scale", "status", "list", "logs", "down", "demo"):
         result = run_cli(state, command, "--help")
         assert "Usage" in result.stdout
+    options = {"status": ["--output", "--watch", "--interval"], "list": ["--output"], "down": ["--delete-logs"],
+               "logs": ["--follow", "--worker", "--server"], "scale": ["--wait"]}
+    for command, names in options.items():
+        text = run_cli(state, command, "--help").stdout
+        assert all(name in text for name in names), text
+    text = run_cli(state, "--help").stdout
+    assert all(name in text for name in ("--version", "--install-completion", "--show-completion", "logs"))
 
 
 def test_demo_runs_and_leaves_nothing(state: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -106,11 +107,12 @@ def test_idle_timeout_stops_the_whole_cluster(store: StateStore) -> None:
     container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=_port(), dashboard_port=_port(),
                                     death_timeout=3, max_workers_per_container=1)
     cluster = DockerCluster(LocalProcessProvider(store), container, worker_number=2, state=store,
-                            idle_timeout="2s")
+                            idle_timeout="4s")
     assert "--idle-timeout" in cluster.server_container.command
+    started = time.monotonic()
     cluster.start_cluster(timeout=60)
-    assert len(live_children()) >= 2  # the scheduler and worker processes run
     wait_for(lambda: live_children() == [], 60, "the idle cluster to stop by itself")
+    assert time.monotonic() - started >= 3.5, "the cluster stopped before it had been idle for 4 s"
     assert cluster.server_status() == "stopped"
     cluster.stop_cluster()
 
@@ -133,3 +135,14 @@ def _port() -> int:
     from dockerparallel._spec import free_port
 
     return free_port()
+
+
+def test_starting_twice_without_a_reachable_scheduler_is_fine(dask_container: DaskWorkerContainer) -> None:
+    from dockerparallel.testing import FakeCloudProvider
+
+    cluster = DockerCluster(FakeCloudProvider(), dask_container.replace(scheduler_port=_port()), state=False,
+                            security=False)
+    cluster.start_cluster(timeout=5)  # nothing listens at the fake's address: the object goes on without
+    cluster.start_cluster(timeout=5)
+    assert cluster.scheduler_comm is None
+    cluster.stop_cluster()

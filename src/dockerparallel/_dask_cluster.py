@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("dockerparallel.cluster")
 
+#: Seconds the cluster object tries to follow its scheduler before it goes on without (clients still connect).
+CONNECT_TIMEOUT = 10.0
+
 
 class DaskClusterManager(Cluster):
     """What every Dask cluster manager offers, on top of a cluster's lifecycle (a base of DockerCluster)."""
@@ -82,7 +85,7 @@ class DaskClusterManager(Cluster):
         args = self.security.get_connection_args("client") if self.security is not None else {}
         self.scheduler_comm = rpc(address, connection_args=args)
         try:
-            await super()._start()
+            await asyncio.wait_for(super()._start(), CONNECT_TIMEOUT)
         except Exception as exc:  # the cluster runs; only Dask's view of it is missing
             logger.warning("%s: cannot follow the scheduler at %s (%s)", self.name, address, exc)
             await self.scheduler_comm.close_rpc()
@@ -95,7 +98,9 @@ class DaskClusterManager(Cluster):
         if not self._speaks_dask():
             self.status = Status.running
             return
-        self._loop_runner.start()
+        if not getattr(self, "_dp_loop_started", False):
+            self._loop_runner.start()
+            self._dp_loop_started = True
         self.sync(self._connect)
 
     def _disconnect_sync(self) -> None:
@@ -104,7 +109,9 @@ class DaskClusterManager(Cluster):
             return
         self.sync(super()._close)
         self.scheduler_comm = None
-        self._loop_runner.stop()
+        if getattr(self, "_dp_loop_started", False):
+            self._loop_runner.stop()
+            self._dp_loop_started = False
 
     async def _close(self) -> None:
         """Stop the cluster (off the event loop) and close the connection to the scheduler."""

@@ -12,7 +12,6 @@ import operator
 import re
 from typing import Any
 
-from dask.utils import parse_timedelta
 
 #: Upper bound on a worker number; anything above is a typo, not a cluster.
 MAX_WORKERS = 100_000
@@ -113,6 +112,8 @@ def _parse_time(value: str | datetime.timedelta, name: str) -> float:
     sign = -1.0 if text.startswith("-") else 1.0
     text = text[1:].strip() if sign < 0 else text
     try:
+        from dask.utils import parse_timedelta  # here: the command line starts without importing dask
+
         seconds = parse_timedelta(text, default="seconds") if text else None
     except (KeyError, ValueError, TypeError, IndexError):
         seconds = None

@@ -1,4 +1,9 @@
-"""The ``dockerparallel`` command: up, scale, status, list, down, demo."""
+"""The ``dockerparallel`` command: up, scale, status, list, logs, down, demo.
+
+Every import of Dask (and so of :mod:`dockerparallel.cluster`, the providers
+and the backends) happens inside the command that needs it: ``--help``,
+completion and ``status`` of an empty state file answer without it.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +11,36 @@ import functools
 import logging
 import re
 import sys
-import time
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from typer.core import TyperCommand
 
-from . import _demo
-from ._progress import wait_with_progress
-from ._errors import ClusterExistsError, DockerParallelError
+from ._cli_output import UNREADABLE, ClientPool, OutputFormat, live_row, print_json, record_row, table
+from ._cli_output import unreadable_reason as _unreadable
+from ._errors import ClusterExistsError, DockerParallelError, StateStoreError
 from ._validation import check_count, check_seconds
-from ._spec import HOST_NETWORK_PROVIDERS, ClusterSpec
-from .cluster import DockerCluster
 from .providers import PROVIDERS, provider_label
-from .state import ClusterRecord, StateStore, StateStoreError
+from .state import ClusterRecord, StateStore
+
+if TYPE_CHECKING:
+    from .cluster import DockerCluster
+
+__all__ = ["UNREADABLE", "app", "main"]
 
 app = typer.Typer(
     help="Run Dask clusters on container services without Kubernetes.",
     epilog=("Exit status: 0 when done; 1 on an error, including a number out of range "
             "(a negative worker number, say), said on one line; 2 when the command line does not parse."),
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: typer's Rich help formatter alone takes 0.1-0.2 s to import
 )
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 _EXPECTED_ERRORS = (DockerParallelError, ValueError, TypeError, TimeoutError, ImportError, OSError, KeyError)
-#: The server column of a cluster whose record cannot be rebuilt.
-UNREADABLE = "unreadable"
 
 
 def _one_line_errors(func: F) -> F:
@@ -49,7 +54,7 @@ def _one_line_errors(func: F) -> F:
             raise
         except Exception as exc:
             logging.getLogger("dockerparallel.cli").debug("%s failed", func.__name__, exc_info=True)
-            err_console.print(f"[red]error:[/red] {_describe(exc)}", highlight=False)
+            err_console.print(f"[red]error:[/red] {escape(_describe(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -57,14 +62,37 @@ def _one_line_errors(func: F) -> F:
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    if isinstance(exc, _EXPECTED_ERRORS):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc} (run with -vv for the details)"
+        text = str(exc.args[0])
+    elif isinstance(exc, _EXPECTED_ERRORS):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc} (run with -vv for the details)"
+    return " ".join(text.split())  # one line, whatever the exception said
+
+
+def _version(value: bool) -> None:
+    """``--version``: this package's version and Dask's, read from the installed metadata (Dask is not imported)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    console.print(f"dockerparallel {installed('dockerparallel')} (dask {installed('dask')}, "
+                  f"distributed {installed('distributed')})", highlight=False)
+    raise typer.Exit()
 
 
 @app.callback()
-def _root(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More output (-v, -vv).")) -> None:
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More output (-v, -vv)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the versions of dockerparallel and Dask, and exit."),
+) -> None:
     """Run Dask clusters on container services without Kubernetes."""
     # Only our own loggers get louder: a cloud SDK's debug log carries request headers and bodies.
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
@@ -86,6 +114,19 @@ class _SignedArguments(TyperCommand):
         return super().parse_args(ctx, args)
 
 
+def complete_name(incomplete: str) -> list[str]:
+    """Shell completion of a NAME argument: the recorded clusters whose name starts with ``incomplete``."""
+    try:
+        names = [record.name for record in StateStore().list_clusters()]
+    except Exception:  # noqa: BLE001 - completion must never fail the shell
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def _name_argument(help_text: str = "Cluster name.") -> Any:
+    return typer.Argument(..., help=help_text, autocompletion=complete_name)
+
+
 def _record(store: StateStore, name: str) -> ClusterRecord:
     record = store.load_cluster(name)
     if record is None:
@@ -94,6 +135,8 @@ def _record(store: StateStore, name: str) -> ClusterRecord:
 
 
 def _load(store: StateStore, name: str) -> DockerCluster:
+    from .cluster import DockerCluster
+
     _record(store, name)
     return DockerCluster.reconnect(name, state=store)  # type: ignore[no-any-return]
 
@@ -102,12 +145,6 @@ def _check_name_free(store: StateStore, name: str | None) -> None:
     """The fast answer for a recorded name; ``start_cluster()`` checks it again, atomically."""
     if name is not None and store.load_cluster(name) is not None:
         raise ClusterExistsError(name, f"its record exists in {store.path}")
-
-
-def _unreadable(exc: StateStoreError, name: str) -> str:
-    """What to say of a record that cannot be rebuilt, and how to remove it."""
-    return (f"{exc}; to stop it and remove the record, pass --provider: 'dockerparallel down {name} "
-            f"--provider PROVIDER' (where it ran: {', '.join(PROVIDERS)})")
 
 
 def _provider_options(provider: str, region: str | None, subnet: list[str], security_group: list[str],
@@ -120,9 +157,18 @@ def _provider_options(provider: str, region: str | None, subnet: list[str], secu
     return {}
 
 
+def _counts_connected(provider: str) -> bool:
+    """Whether a wait counts the workers the scheduler sees: only where it is reachable from here."""
+    from ._spec import HOST_NETWORK_PROVIDERS
+
+    return provider in HOST_NETWORK_PROVIDERS
+
+
 def _start(cluster: DockerCluster, store: StateStore, workers: int, timeout: float, wait: bool,
            connected: bool) -> None:
     """Start ``cluster``; if that fails, remove what was started and the record, then re-raise."""
+    from ._progress import wait_with_progress
+
     try:
         with err_console.status(f"starting the server of {cluster.name}"):
             cluster.start_cluster(timeout=timeout)
@@ -159,9 +205,12 @@ def up(
     subnet: list[str] = typer.Option([], help="Subnet id, repeatable (ecs)."),
     security_group: list[str] = typer.Option([], help="Security group id, repeatable (ecs)."),
     timeout: float = typer.Option(600.0, help="Seconds to wait for the workers."),
-    wait: bool = typer.Option(True, help="Wait until the workers run."),
+    wait: bool = typer.Option(True, help="Wait until the workers run (local, docker: until the scheduler sees them)."),
 ) -> None:
     """Start a cluster and wait until its workers run."""
+    from ._spec import ClusterSpec
+    from .cluster import DockerCluster
+
     check_seconds(timeout, "timeout")
     store = StateStore()
     _check_name_free(store, name)
@@ -172,7 +221,7 @@ def up(
         provider_options=_provider_options(provider, region, subnet, security_group, network, pull),
     )
     cluster = spec.build(store)
-    _start(cluster, store, workers, timeout, wait, connected=provider in HOST_NETWORK_PROVIDERS)
+    _start(cluster, store, workers, timeout, wait, connected=_counts_connected(provider))
     console.print(f"cluster [bold]{spec.name}[/bold] is up with {workers} worker(s)")
     console.print(f"  scheduler: {cluster.scheduler_address}")
     console.print(f"  dashboard: {cluster.dashboard_link}")
@@ -181,94 +230,158 @@ def up(
 @app.command(cls=_SignedArguments)
 @_one_line_errors
 def scale(
-    name: str = typer.Argument(..., help="Cluster name."),
+    name: str = _name_argument(),
     workers: int = typer.Argument(..., help="The new number of workers (0 or more)."),
-    wait: bool = typer.Option(False, help="Wait until the workers run."),
+    wait: bool = typer.Option(False, help=("Wait until the workers run: on local and docker, until the scheduler "
+                                           "sees exactly that many workers connected, as 'up' does.")),
     timeout: float = typer.Option(600.0, help="Seconds to wait with --wait."),
 ) -> None:
     """Set the number of workers of a running cluster."""
+    from ._progress import wait_with_progress
+
     check_count(workers, "worker_number")  # before anything is read or changed
     check_seconds(timeout, "timeout")
     cluster = _load(StateStore(), name)
     cluster.set_worker_number(workers)
     if wait:
-        wait_with_progress(cluster, workers, timeout, err_console)
+        wait_with_progress(cluster, workers, timeout, err_console,
+                           connected=_counts_connected(provider_label(cluster.provider)))
     numbers = cluster.get_worker_numbers()
     console.print(f"{name}: expected {numbers.expected}, running {numbers.running}, "
                   f"initializing {numbers.initializing}")
 
 
+_OUTPUT_HELP = ("table, or json: an array of objects with the keys name, provider, server, expected, running, "
+                "initializing, connected, scheduler, dashboard, created, error (null when unknown).")
+
 _STATUS_HELP = (
-    "Show clusters: server state and worker numbers.\n\n"
+    "Show clusters: server state, worker numbers (expected, running, initializing, and connected: the workers "
+    "the scheduler sees, when it can be reached from here) and links.\n\n"
     "A record that cannot be rebuilt (its provider class no longer imports, for instance one defined in a "
-    "script) shows as 'unreadable', with the reason on stderr. 'status' still shows the others and exits 0; "
-    "'status NAME' of such a cluster exits 1. 'dockerparallel down NAME --provider PROVIDER' stops it "
-    "and removes the record."
+    "script) shows as 'unreadable', with the reason on stderr (and in 'error' with --output json). 'status' "
+    "still shows the others and exits 0; 'status NAME' of such a cluster exits 1. "
+    "'dockerparallel down NAME --provider PROVIDER' stops it and removes the record.\n\n"
+    "--watch redraws the table every --interval (2s, 500ms, 1m) until Ctrl-C."
 )
 
 
 @app.command(help=_STATUS_HELP)
 @_one_line_errors
-def status(name: Optional[str] = typer.Argument(None, help="Cluster name (all when omitted).")) -> None:
+def status(
+    name: Optional[str] = typer.Argument(None, help="Cluster name (all when omitted).", autocompletion=complete_name),
+    output: OutputFormat = typer.Option(OutputFormat.TABLE, "--output", "-o", help=_OUTPUT_HELP),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Redraw the table every --interval until Ctrl-C."),
+    interval: str = typer.Option("2s", help="Time between redraws with --watch: 2s, 500ms, 1m."),
+) -> None:
     """Show clusters: server state and worker numbers (see ``_STATUS_HELP``)."""
     store = StateStore()
+    if watch:
+        _watch(store, name, output, interval)
+        return
     records = [_record(store, name)] if name else store.list_clusters()
-    table = Table("name", "provider", "server", "expected", "running", "initializing")
-    table.add_column("scheduler", overflow="fold")
-    reasons = []
-    for record in records:
-        row, reason = _status_row(store, record)
-        table.add_row(*row)
-        reasons += [reason] if reason else []
-    console.print(table)
-    for reason in reasons:
-        label = "[red]error:[/red]" if name else "[yellow]warning:[/yellow]"
-        err_console.print(f"{label} {escape(reason)}", highlight=False)
-    if name and reasons:
+    clients = ClientPool()
+    try:
+        rows = [live_row(store, record, clients) for record in records]
+    finally:
+        clients.close()
+    if output is OutputFormat.JSON:
+        print_json(rows)
+    else:
+        console.print(table(rows))
+    for row in rows:
+        if row.error:
+            label = "[red]error:[/red]" if name else "[yellow]warning:[/yellow]"
+            err_console.print(f"{label} {escape(row.error)}", highlight=False)
+    if name and any(row.error for row in rows):
         raise typer.Exit(1)
 
 
-def _status_row(store: StateStore, record: ClusterRecord) -> tuple[list[str], str | None]:
-    """The table row of a recorded cluster, and why its record cannot be rebuilt (``None`` if it can)."""
-    label = provider_label(record.provider)
-    try:
-        cluster = DockerCluster.reconnect(record.name, state=store)
-    except StateStoreError as exc:
-        return [record.name, label, UNREADABLE, "-", "-", "-", "-"], _unreadable(exc, record.name)
-    server = cluster.server_status()
-    numbers = cluster.get_worker_numbers()
-    address = cluster.scheduler_address if server == "running" else "-"
-    row = [record.name, label, server, str(numbers.expected), str(numbers.running), str(numbers.initializing)]
-    return [*row, address], None
+def _watch(store: StateStore, name: str | None, output: OutputFormat, interval: str) -> None:
+    from ._cli_watch import parse_interval, watch
+
+    if output is not OutputFormat.TABLE:
+        raise ValueError("--watch redraws a table; it cannot be combined with --output json")
+    seconds = parse_interval(interval)
+    if name:
+        _record(store, name)
+    watch(store, name, seconds, console)
 
 
 @app.command("list")
 @_one_line_errors
-def list_() -> None:
-    """List the recorded clusters."""
-    for record in StateStore().list_clusters():
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
-        console.print(f"{record.name}\t{provider_label(record.provider)}\t{created}", highlight=False)
+def list_(output: OutputFormat = typer.Option(OutputFormat.TABLE, "--output", "-o", help=(
+        _OUTPUT_HELP + " 'list' reads the state file only: server, running, initializing, connected, scheduler "
+        "and dashboard are null (see 'status')."))) -> None:
+    """List the recorded clusters (name, provider, creation time), without asking any provider."""
+    rows = [record_row(record) for record in StateStore().list_clusters()]
+    if output is OutputFormat.JSON:
+        print_json(rows)
+        return
+    for row in rows:
+        created = (row.created or "").replace("T", " ")[:19]
+        console.print(f"{row.name}\t{row.provider}\t{created}", highlight=False, markup=False)
+
+
+_LOGS_HELP = (
+    "Print what the cluster's containers printed, each under a header line as 'tail' writes: "
+    "'==> server <==', '==> worker HANDLE <=='.\n\n"
+    "--server and --worker ID (repeatable: the workers whose handle contains ID) choose entries; with "
+    "neither, every container the provider can still read is shown. --follow prints what is new every "
+    "second until Ctrl-C."
+)
+
+
+@app.command(help=_LOGS_HELP)
+@_one_line_errors
+def logs(
+    name: str = _name_argument(),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output until Ctrl-C."),
+    worker: list[str] = typer.Option([], "--worker", help="Only the workers whose handle contains this, repeatable."),
+    server: bool = typer.Option(False, "--server", help="Only the server (with --worker: the server too)."),
+) -> None:
+    """Print the output of a cluster's containers (see ``_LOGS_HELP``)."""
+    from . import _cli_logs
+
+    cluster = _load(StateStore(), name)
+    provider = type(cluster.provider).__name__
+
+    def fetch() -> dict[str, str]:
+        found = cluster.provider.get_docker_logs(cluster, cluster.verbose)
+        return _cli_logs.select(_cli_logs.check_logs(found, provider), worker, server)
+
+    if follow:
+        _cli_logs.follow(fetch, sys.stdout)
+        return
+    found = fetch()
+    if not found:
+        raise ValueError(f"no output of cluster {name!r}"
+                         + (" matches --server/--worker" if worker or server else f": {provider} keeps none"))
+    _cli_logs.print_logs(found, sys.stdout)
 
 
 _DOWN_HELP = (
     "Stop a cluster and remove everything labelled with its name.\n\n"
     "A recorded cluster is rebuilt from its record (--provider is then not used); one whose record "
-    "cannot be rebuilt needs --provider, which says where to look for what it left."
+    "cannot be rebuilt needs --provider, which says where to look for what it left.\n\n"
+    "The ecs provider keeps the cluster's CloudWatch log group (so 'logs' still reads it) unless "
+    "--delete-logs is given; the other providers keep no logs beyond their containers, and ignore it."
 )
 
 
 @app.command(help=_DOWN_HELP)
 @_one_line_errors
 def down(
-    name: str = typer.Argument(..., help="Cluster name."),
+    name: str = _name_argument(),
     provider: Optional[str] = typer.Option(
         None, help="Provider, for a cluster this machine has no record of, or whose record cannot be rebuilt."),
     image: Optional[str] = typer.Option(None, help="Image, with --provider."),
+    delete_logs: bool = typer.Option(False, "--delete-logs", help="Also delete the logs the provider keeps (ecs)."),
 ) -> None:
     """Stop a cluster and remove everything labelled with its name (see ``_DOWN_HELP``)."""
     store = StateStore()
     cluster = _cluster_to_stop(store, name, provider, image)
+    if delete_logs and hasattr(cluster.provider, "delete_logs"):
+        cluster.provider.delete_logs = True
     with err_console.status(f"stopping {name}"):
         cluster.stop_cluster()
         cluster.cleanup(deep=True)
@@ -278,6 +391,9 @@ def down(
 
 def _cluster_to_stop(store: StateStore, name: str, provider: str | None, image: str | None) -> DockerCluster:
     """The cluster ``name``, from its record, else (no record, or one that cannot be rebuilt) from ``provider``."""
+    from ._spec import ClusterSpec
+    from .cluster import DockerCluster
+
     if store.load_cluster(name) is not None:
         try:
             return DockerCluster.reconnect(name, state=store)  # type: ignore[no-any-return]
@@ -299,6 +415,8 @@ def demo(
     tasks: int = typer.Option(64, help="Tasks of the computation."),
 ) -> None:
     """Start a local cluster, compute pi by Monte Carlo on it while scaling, and stop it."""
+    from . import _demo
+
     check_count(workers, "workers", minimum=1, maximum=64)
     check_count(tasks, "tasks", minimum=1, maximum=100_000)
     _demo.run(console, err_console, workers=workers, tasks=tasks)
@@ -308,7 +426,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: usage errors are one line too."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        app(args=args)  # prints the help
+        app(args=args)  # prints the help, or answers a shell's completion request
         return
     try:
         status = app(args=args, standalone_mode=False)
@@ -319,6 +437,6 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(exc.exit_code) from None
     except typer.TyperException as exc:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        err_console.print(f"[red]error:[/red] {message}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False)
         raise SystemExit(getattr(exc, "exit_code", 2)) from None
     raise SystemExit(status if isinstance(status, int) else 0)

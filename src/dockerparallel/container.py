@@ -14,7 +14,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from dask.utils import parse_bytes
 
 from ._validation import check_count
 
@@ -74,6 +73,8 @@ def _parse_size(text: str) -> int | None:
     """Bytes of a Dask size string (a leading ``-`` kept), or ``None`` if it is not one."""
     sign = -1 if text.startswith("-") else 1
     try:
+        from dask.utils import parse_bytes  # here: the command line starts without importing dask
+
         return sign * int(parse_bytes(text[1:] if sign < 0 else text))
     except (ValueError, TypeError, KeyError, IndexError, OverflowError):
         return None
