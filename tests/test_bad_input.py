@@ -139,9 +139,9 @@ CLI_CASES = [
     cli("demo", "--tasks", "-5", words=("tasks",)),
     # hardware
     cli("up", "--cpu", "0", words=("cpu", "at least 1")),
-    cli("up", "--memory", "-1", words=("memory", "at least 1")),
+    cli("up", "--memory", "-1", words=("memory", "'-1'")),
     cli("up", "--cpu", "nan", words=("'--cpu'",)),
-    cli("up", "--memory", "1024MB", words=("'--memory'",)),
+    cli("up", "--memory", "lots", words=("memory", "'lots'")),  # "1024MB" is a size now
     cli("up", "-k", "2000", words=("workers_per_container", "at most")),
     # names with odd characters
     cli("up", "--name", "has/slash", words=("name", "'has/slash'")),

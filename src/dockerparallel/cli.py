@@ -189,13 +189,17 @@ def _start(cluster: DockerCluster, store: StateStore, workers: int, timeout: flo
 @app.command()
 @_one_line_errors
 def up(
-    provider: str = typer.Option("local", help=f"Where to run: {', '.join(PROVIDERS)}."),
-    workers: int = typer.Option(2, "--workers", "-n", help="Number of workers."),
+    provider: Optional[str] = typer.Option(None, help=f"Where to run: {', '.join(PROVIDERS)} "
+                                           "(default: dockerparallel.provider, local)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-n",
+                                          help="Number of workers (default: dockerparallel.workers, else 2)."),
     name: Optional[str] = typer.Option(None, help="Cluster name (generated when omitted)."),
-    cpu: int = typer.Option(1024, help="CPU per worker, in 1/1024 core."),
-    memory: int = typer.Option(2048, help="Memory per worker, in MB."),
-    workers_per_container: int = typer.Option(1, "--workers-per-container", "-k", help="Workers per container."),
-    image: Optional[str] = typer.Option(None, help="Container image (docker, ecs)."),
+    cpu: Optional[int] = typer.Option(None, help="CPU per worker, in 1/1024 core (default: the config's, 1024)."),
+    memory: Optional[str] = typer.Option(None, help="Memory per worker: MB or a size such as '4 GiB' "
+                                         "(default: the config's, 2 GiB)."),
+    workers_per_container: Optional[int] = typer.Option(None, "--workers-per-container", "-k",
+                                                        help="Workers per container (default: the config's, 1)."),
+    image: Optional[str] = typer.Option(None, help="Container image (docker, ecs; default: the config's)."),
     host: Optional[str] = typer.Option(None, help="Listen address (local, docker: 127.0.0.1)."),
     port: int = typer.Option(0, help="Scheduler port (0: a free one on local/docker, 8786 elsewhere)."),
     dashboard_port: int = typer.Option(0, help="Dashboard port (0: a free one on local/docker, 8787 elsewhere)."),
@@ -204,27 +208,52 @@ def up(
     region: Optional[str] = typer.Option(None, help="AWS region (ecs)."),
     subnet: list[str] = typer.Option([], help="Subnet id, repeatable (ecs)."),
     security_group: list[str] = typer.Option([], help="Security group id, repeatable (ecs)."),
-    timeout: float = typer.Option(600.0, help="Seconds to wait for the workers."),
+    timeout: str = typer.Option("10 minutes", help="How long to wait for the workers: seconds or '5m'."),
     wait: bool = typer.Option(True, help="Wait until the workers run (local, docker: until the scheduler sees them)."),
 ) -> None:
-    """Start a cluster and wait until its workers run."""
+    """Start a cluster and wait until its workers run. Defaults come from the dockerparallel config."""
     from ._spec import ClusterSpec
     from .cluster import DockerCluster
 
-    check_seconds(timeout, "timeout")
+    seconds = check_seconds(timeout, "timeout")
     store = StateStore()
     _check_name_free(store, name)
+    chosen = _up_defaults(provider, workers, cpu, memory, workers_per_container, image)
     spec = ClusterSpec.for_provider(
-        name or DockerCluster.new_name(), provider, image=image, workers_per_container=workers_per_container,
-        cpu=cpu, memory=memory, host=host, scheduler_port=port or None, dashboard_port=dashboard_port or None,
-        expected=workers,
-        provider_options=_provider_options(provider, region, subnet, security_group, network, pull),
+        name or DockerCluster.new_name(), chosen["provider"], image=chosen["image"], host=host,
+        workers_per_container=chosen["per"], cpu=chosen["cpu"], memory=chosen["memory"],
+        scheduler_port=port or None, dashboard_port=dashboard_port or None, expected=chosen["workers"],
+        provider_options=_provider_options(chosen["provider"], region, subnet, security_group, network, pull),
     )
     cluster = spec.build(store)
-    _start(cluster, store, workers, timeout, wait, connected=_counts_connected(provider))
-    console.print(f"cluster [bold]{spec.name}[/bold] is up with {workers} worker(s)")
+    _start(cluster, store, chosen["workers"], seconds, wait, connected=_counts_connected(chosen["provider"]))
+    console.print(f"cluster [bold]{spec.name}[/bold] is up with {chosen['workers']} worker(s)")
     console.print(f"  scheduler: {cluster.scheduler_address}")
     console.print(f"  dashboard: {cluster.dashboard_link}")
+    console.print(f"  idle timeout: {_idle_text(cluster)}")
+
+
+def _up_defaults(provider: str | None, workers: int | None, cpu: int | None, memory: str | None,
+                 per: int | None, image: str | None) -> dict[str, Any]:
+    """The options of ``up``, each from the command line or else from the dockerparallel config."""
+    from . import _config
+
+    hardware = _config.hardware("worker-hardware")
+    return {
+        "provider": provider or _config.get("provider") or "local",
+        "workers": workers if workers is not None else (_config.count("workers") or 2),
+        "cpu": cpu if cpu is not None else hardware.cpu,
+        "memory": _config.megabytes(memory, name="memory") if memory is not None else hardware.memory,
+        "per": per if per is not None else _config.count("workers-per-container", minimum=1, maximum=1024),
+        "image": image if image is not None else _config.get("image"),
+    }
+
+
+def _idle_text(cluster: DockerCluster) -> str:
+    seconds = getattr(cluster.worker_container, "idle_timeout", None)
+    if not seconds:
+        return "off (the cluster runs until 'dockerparallel down')"
+    return f"{seconds:g} s (the whole cluster stops once its scheduler has been idle that long)"
 
 
 @app.command(cls=_SignedArguments)
