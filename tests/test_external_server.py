@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 from distributed import Client
@@ -17,6 +18,7 @@ from dockerparallel.providers.local import LocalProcessProvider, labelled_proces
 from dockerparallel.state import StateStore
 from dockerparallel.testing import FakeCloudProvider
 from tests.local_fixtures import store, wait_for  # noqa: F401
+from tests.providers.docker_fixtures import cluster_name, docker_client  # noqa: F401
 
 
 @pytest.fixture
@@ -84,3 +86,33 @@ def test_client_address_picks_the_private_or_public_address() -> None:
     assert address.for_client("private").client_ip == "10.0.0.5"
     with pytest.raises(ValueError, match="public"):
         ServerAddress(None, None, "10.0.0.5", 8786).for_client("public")
+
+
+def test_up_with_scheduler_starts_only_workers(scheduler: str, tmp_path: Path) -> None:
+    from tests.local_fixtures import run_cli
+
+    state = tmp_path / "state.sqlite3"
+    run_cli(state, "up", "--provider", "local", "-n", "2", "--name", "joined", "--scheduler", scheduler)
+    with Client(scheduler, timeout=10) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+    run_cli(state, "down", "joined")
+    with Client(scheduler, timeout=10) as client:  # still there
+        wait_for(lambda: not client.scheduler_info()["workers"], 60, "the workers to leave")
+
+
+@pytest.mark.docker
+def test_docker_workers_join_a_scheduler_started_elsewhere(scheduler: str, docker_client: Any,
+                                                           cluster_name: str) -> None:
+    from dockerparallel.providers.docker import DockerProvider
+    from tests.providers.docker_fixtures import SMALL, dask_container
+
+    cluster = DockerCluster(DockerProvider(pull=False), dask_container(), server=scheduler, worker_number=2,
+                            worker_hardware=SMALL, name=cluster_name)
+    cluster.start_cluster(timeout=120)
+    with Client(scheduler, timeout=10) as client:
+        client.wait_for_workers(2, timeout=120)
+        assert client.submit(lambda: 6 * 7).result(timeout=60) == 42
+    cluster.stop_cluster()
+    cluster.cleanup(deep=True)
+    with Client(scheduler, timeout=10) as client:
+        wait_for(lambda: not client.scheduler_info()["workers"], 60, "the workers to leave")

@@ -48,6 +48,7 @@ class ClusterSpec:
     scheduler_port: int = 8786
     dashboard_port: int = 8787
     expected: int = 0
+    scheduler: str | None = None  # a scheduler started elsewhere: only workers are run
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -82,4 +83,5 @@ class ClusterSpec:
         return DockerCluster(
             make_provider(self.provider, **options), self.container(), name=self.name,
             worker_number=self.expected, worker_hardware=DockerHardware(self.cpu, self.memory), state=store,
+            server=self.scheduler,
         )

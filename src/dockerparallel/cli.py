@@ -210,6 +210,8 @@ def up(
     security_group: list[str] = typer.Option([], help="Security group id, repeatable (ecs)."),
     timeout: str = typer.Option("10 minutes", help="How long to wait for the workers: seconds or '5m'."),
     wait: bool = typer.Option(True, help="Wait until the workers run (local, docker: until the scheduler sees them)."),
+    scheduler: Optional[str] = typer.Option(None, help="A scheduler started elsewhere ('tcp://10.0.0.5:8786'): "
+                                            "only workers are started, and they join it."),
 ) -> None:
     """Start a cluster and wait until its workers run. Defaults come from the dockerparallel config."""
     from ._spec import ClusterSpec
@@ -223,7 +225,7 @@ def up(
         name or DockerCluster.new_name(), chosen["provider"], image=chosen["image"], host=host,
         workers_per_container=chosen["per"], cpu=chosen["cpu"], memory=chosen["memory"],
         scheduler_port=port or None, dashboard_port=dashboard_port or None, expected=chosen["workers"],
-        provider_options=_provider_options(chosen["provider"], region, subnet, security_group, network, pull),
+        scheduler=scheduler, provider_options=_provider_options(chosen["provider"], region, subnet, security_group, network, pull),
     )
     cluster = spec.build(store)
     _start(cluster, store, chosen["workers"], seconds, wait, connected=_counts_connected(chosen["provider"]))
