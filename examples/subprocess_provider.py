@@ -64,9 +64,8 @@ class SubprocessProvider(ManagedCloudProvider):
                 self.add_managed_worker_handles([pid] * workers)
 
     def run_docker_worker_containers(self, cluster, container, hardware, worker_number, verbose=0):
-        k, handles = container.max_workers_per_container, []
-        for start in range(0, worker_number, k):
-            n = min(k, worker_number - start)
+        handles = []
+        for n in container.container_sizes(worker_number):  # e.g. [4, 4, 2] for 10 workers, 4 per container
             handles += [self._spawn(cluster, container.for_workers(n, hardware), "worker", n)] * n
         return handles
 

@@ -80,6 +80,11 @@ def _parse_size(text: str) -> int | None:
         return None
 
 
+def split(total: int, most: int) -> list[int]:
+    """``total`` in parts of at most ``most``, full parts first: ``split(25, 10) == [10, 10, 5]``."""
+    return [min(most, total - start) for start in range(0, total, most)] if total > 0 else []
+
+
 @dataclass(frozen=True, init=False)
 class DockerHardware:
     """Hardware asked for one container.
@@ -204,6 +209,13 @@ class DockerContainer:
         return self.with_environment(
             **{ENV_SERVER_IP: address.private_ip, ENV_SERVER_PORT: str(address.private_port)}
         )
+
+    def container_sizes(self, workers: int) -> list[int]:
+        """How many workers each container of a launch of ``workers`` holds: full containers first.
+
+        ``container_sizes(10) == [4, 4, 2]`` with ``max_workers_per_container=4``.
+        """
+        return split(workers, self.max_workers_per_container)
 
     def for_workers(self, workers: int, hardware: DockerHardware | None = None) -> DockerContainer:
         """Return a copy that runs ``workers`` workers in one container.

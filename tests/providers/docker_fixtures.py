@@ -166,3 +166,84 @@ def docker_cluster(cluster_name: str, dask_worker_container: DaskWorkerContainer
     finally:
         with contextlib.suppress(Exception):
             cluster.stop_cluster()
+
+
+# -- several engines: a second daemon and that daemon over SSH (scripts/start-second-dockerd.sh,
+# -- scripts/start-test-sshd.sh); both fail, not skip, under DOCKERPARALLEL_REQUIRE_DOCKER=1 --------
+
+#: The first engine's address (the docker SDK's default) and the second daemon's socket.
+FIRST_ENGINE = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+SECOND_ENGINE = os.environ.get("DOCKERPARALLEL_DOCKER2", "unix:///run/dockerparallel-docker2.sock")
+#: What scripts/start-test-sshd.sh writes: the ssh:// URL and the HOME whose ~/.ssh the SDK reads.
+SSHD_ENV = os.environ.get("DOCKERPARALLEL_SSHD_ENV", "/run/dockerparallel-sshd/sshd.env")
+
+
+def _absent(problem: str) -> None:
+    """Skip the test for want of a part, or fail it under DOCKERPARALLEL_REQUIRE_DOCKER=1."""
+    if os.environ.get(REQUIRE_DOCKER) == "1":
+        pytest.fail(f"{REQUIRE_DOCKER}=1 but {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
+def second_engine_problem() -> str | None:
+    """Why the second engine cannot be used here, or ``None`` when it can."""
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=SECOND_ENGINE, version="auto", timeout=30)
+        client.api.inspect_image(TEST_IMAGE)
+    except docker.errors.ImageNotFound:
+        return f"the test image is not on the second engine {SECOND_ENGINE}; run: bash scripts/start-second-dockerd.sh"
+    except docker.errors.DockerException as exc:
+        return f"no second Docker Engine at {SECOND_ENGINE} ({exc}); run: bash scripts/start-second-dockerd.sh"
+    return None
+
+
+@pytest.fixture(scope="session")
+def second_docker_client(docker_client: Any) -> Any:
+    """A docker SDK client of the second engine (skips, or fails when Docker is required, without it)."""
+    problem = second_engine_problem()
+    if problem is not None:
+        _absent(problem)
+    import docker
+
+    return docker.DockerClient(base_url=SECOND_ENGINE, version="auto", timeout=60)
+
+
+def read_sshd_env(path: str = SSHD_ENV) -> dict[str, str]:
+    """The ``KEY=value`` lines that scripts/start-test-sshd.sh wrote (``{}`` when it has not run)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return dict(line.strip().split("=", 1) for line in file if "=" in line)
+    except OSError:
+        return {}
+
+
+@pytest.fixture
+def ssh_engine(second_docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``ssh://root@127.0.0.1:PORT`` URL of the test sshd, with HOME set to the home whose ~/.ssh it needs.
+
+    The docker SDK's ssh:// transport (paramiko) reads ``~/.ssh/config`` (the
+    key) and ``~/.ssh/known_hosts`` (the host key); subprocesses inherit HOME.
+    """
+    import docker
+
+    found = read_sshd_env()
+    if not found.get("DOCKERPARALLEL_SSH_URL"):
+        _absent(f"no test sshd ({SSHD_ENV} is missing); run: bash scripts/start-test-sshd.sh")
+    monkeypatch.setenv("HOME", found["DOCKERPARALLEL_SSH_HOME"])
+    try:
+        docker.DockerClient(base_url=found["DOCKERPARALLEL_SSH_URL"], version="auto", timeout=30).close()
+    except Exception as exc:  # paramiko's errors are no DockerException
+        _absent(f"the Docker Engine over SSH at {found['DOCKERPARALLEL_SSH_URL']} does not answer ({exc}); "
+                "run: bash scripts/start-test-sshd.sh")
+    return found["DOCKERPARALLEL_SSH_URL"]
+
+
+@pytest.fixture
+def two_engine_name(docker_client: Any, second_docker_client: Any) -> Iterator[str]:
+    """A fresh cluster name; every container labelled with it is removed from both engines after the test."""
+    name = f"dptest-{uuid.uuid4().hex[:10]}"
+    yield name
+    for client in (docker_client, second_docker_client):
+        remove_labelled(client, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._validation import MAX_WORKERS, check_count
+from ..container import split
 
 #: Most run calls the managed layer ever makes at once, whatever a provider declares.
 MAX_CONCURRENT_CALLS = 64
@@ -48,5 +49,4 @@ class ProviderCapabilities:
 
     def batch_sizes(self, number: int) -> list[int]:
         """Split a launch of ``number`` workers into the sizes of its run calls, full calls first."""
-        limit = self.max_workers_per_call or number
-        return [min(limit, number - start) for start in range(0, number, limit)] if number > 0 else []
+        return split(number, self.max_workers_per_call or number)

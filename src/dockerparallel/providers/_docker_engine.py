@@ -75,18 +75,21 @@ def in_parallel(function: Callable[[T], R], items: Sequence[T], most: int) -> li
         return list(pool.map(call, items))
 
 
-def connect(base_url: str | None = None, timeout: int = 120, pool_size: int = 10) -> docker.DockerClient:
+def connect(base_url: str | None = None, timeout: int = 120, pool_size: int = 10, *, tls: Any = False,
+            use_ssh_client: bool = False) -> docker.DockerClient:
     """Connect to a Docker Engine, negotiating the API version.
 
     Parameters
     ----------
     base_url : str, optional
-        The engine's address (``unix:///var/run/docker.sock``, ``tcp://127.0.0.1:2375``);
-        from the environment (``DOCKER_HOST``) when omitted.
+        The engine's address (``unix:///var/run/docker.sock``, ``tcp://127.0.0.1:2375``,
+        ``ssh://user@host``); from the environment (``DOCKER_HOST``) when omitted.
     timeout : int
         Seconds one API call may take.
     pool_size : int
         Connections kept open to the engine (as many as concurrent calls).
+    tls, use_ssh_client : docker.tls.TLSConfig or bool, bool
+        TLS of a ``tcp://`` engine; for ``ssh://``, the ``ssh`` program instead of paramiko.
 
     Returns
     -------
@@ -98,8 +101,7 @@ def connect(base_url: str | None = None, timeout: int = 120, pool_size: int = 10
     ImportError
         Without the docker SDK.
     ConnectionError
-        No engine answers (a provider's public method makes it a
-        :class:`~dockerparallel.providers.docker.DockerEngineUnavailable` that says how to start one).
+        No engine answers (a provider's public method makes it a ``DockerEngineUnavailable``).
     """
     try:
         import docker
@@ -110,7 +112,7 @@ def connect(base_url: str | None = None, timeout: int = 120, pool_size: int = 10
         if base_url is None:
             client = docker.from_env(**options)
         else:
-            client = docker.DockerClient(base_url=base_url, **options)
+            client = docker.DockerClient(base_url=base_url, tls=tls, use_ssh_client=use_ssh_client, **options)
     except docker.errors.DockerException as exc:
         raise ConnectionError(str(exc)) from exc
     logger.debug("connected to the Docker Engine (API %s)", client.api.api_version)

@@ -24,6 +24,8 @@ from .._errors import ProviderError
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+#: The attribute an engine's exception carries with the engine's address (providers with several hosts).
+ENGINE_ATTRIBUTE = "dockerparallel_engine"
 BUILD_HELP = "build or load it first (for the test image: bash scripts/build-test-image.sh)"
 
 
@@ -49,6 +51,8 @@ DOCKER_ERROR_TABLE: Mapping[str, str] = {
     "requests.exceptions.ConnectionError": "unreachable",
     "builtins.ConnectionError": "unreachable",
     "requests.exceptions.Timeout": "timeout",
+    "paramiko.ssh_exception.NoValidConnectionsError": "ssh",
+    "paramiko.ssh_exception.SSHException": "ssh",
     "docker.errors.DockerException": "sdk",
 }
 
@@ -58,7 +62,11 @@ DOCKER_KINDS: Mapping[str, tuple[type[ProviderError], str]] = {
         "no Docker Engine is reachable at {where} ({error}). Start one: run "
         "`bash scripts/install-docker.sh` (installs and starts dockerd) or start dockerd yourself; "
         f"to use another engine set DOCKER_HOST (e.g. DOCKER_HOST={DEFAULT_SOCKET}) "
-        "or pass DockerProvider(base_url=...).")),
+        "or pass DockerProvider(base_url=...) or DockerProvider(hosts=[...]).")),
+    "ssh": (DockerEngineUnavailable, (
+        "cannot reach the Docker Engine at {where} over SSH ({error}). The ssh:// transport uses your SSH "
+        "setup: the key named by IdentityFile in ~/.ssh/config (or the ssh agent), the host's key in "
+        "~/.ssh/known_hosts (an unknown host is refused), and `docker` on the remote host.")),
     "image_missing": (DockerImageUnavailable, "{error}"),
     "image": (DockerImageUnavailable, "an image is not on the Docker Engine ({error}); " + BUILD_HELP),
     "not_found": (ProviderError, "the Docker Engine has no such object: {error}"),
@@ -85,6 +93,19 @@ def engine_address(base_url: str | None) -> str:
     return base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
 
 
+def _failed_engine(exc: BaseException) -> str | None:
+    """The address of the engine an exception (or one it was raised from) is tagged with."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        address = getattr(current, ENGINE_ATTRIBUTE, None)
+        if isinstance(address, str):
+            return address
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def translate(provider: object, method: str, exc: BaseException, base_url: str | None) -> ProviderError | None:
     """The error of dockerparallel that ``exc`` becomes (``None`` when it is no engine or SDK error).
 
@@ -97,14 +118,19 @@ def translate(provider: object, method: str, exc: BaseException, base_url: str |
     exc : BaseException
         What the docker SDK (or the provider below its public methods) raised.
     base_url : str or None
-        The engine address the provider was given.
+        The engine address the provider was given; an exception tagged with
+        an engine's address (a provider of several hosts) names that one.
     """
     kind = error_kind(exc)
     if kind is None:
         return None
     error, template = DOCKER_KINDS[kind]
     words = _PEM.sub("***", str(exc))  # an engine may quote a container's environment: never its keys
-    return error(provider, method, template.format(error=words, where=engine_address(base_url)))
+    tagged = _failed_engine(exc)
+    message = template.format(error=words, where=tagged or engine_address(base_url))
+    if tagged and "{where}" not in template:
+        message += f" (engine {tagged})"
+    return error(provider, method, message)
 
 
 @contextlib.contextmanager

@@ -346,10 +346,8 @@ class LocalProcessProvider(ManagedCloudProvider):
                                      verbose: int = 0) -> list[str]:
         """Start process groups of up to ``max_workers_per_container`` workers each."""
         worker_number = check_count(worker_number, "worker_number")
-        per = container.max_workers_per_container
         handles: list[str] = []
-        for start in range(0, worker_number, per):
-            size = min(per, worker_number - start)
+        for size in container.container_sizes(worker_number):
             handles += [self._spawn(cluster, "worker", container.for_workers(size, hardware), size)] * size
         return handles
 

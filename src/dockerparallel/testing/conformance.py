@@ -41,6 +41,24 @@ NOT_RUN = "not run"
 NO_EXISTING_CLUSTERS = "the provider does not report existing clusters (docker_cluster_exists returned False)"
 
 
+def unknown_handle() -> str:
+    """A worker handle no cloud knows: its status must be ``"stopped"`` and its kill a success."""
+    return f"dockerparallel-no-such-handle-{uuid.uuid4().hex[:8]}"
+
+
+def stop_quietly(cluster: DockerCluster, deep: bool = False) -> None:
+    """Stop ``cluster`` (and with ``deep`` remove what is labelled with its name), logging any failure.
+
+    For cleaning up after a check that failed already: its own failure is the one to report.
+    """
+    try:
+        cluster.stop_cluster()
+        if deep:
+            cluster.cleanup(deep=True)
+    except Exception:
+        logger.exception("cleaning up cluster %s after a provider check failed", cluster.name)
+
+
 @dataclass(frozen=True)
 class StepOutcome:
     """What became of one step: ``"passed"`` (in ``seconds``) or ``"not run"`` (for ``reason``)."""
@@ -148,15 +166,9 @@ class _Checker:
         return self.provider.checked_worker_status(self.cluster, handles, self.cluster.verbose)
 
 
-def check_provider(
-    provider_factory: Callable[[], ManagedCloudProvider],
-    container: DockerContainer,
-    *,
-    hardware: DockerHardware | None = None,
-    server_container: DockerContainer | None = None,
-    timeout: float = 120.0,
-    poll: float = 0.25,
-) -> ConformanceReport:
+def check_provider(provider_factory: Callable[[], ManagedCloudProvider], container: DockerContainer, *,
+                   hardware: DockerHardware | None = None, server_container: DockerContainer | None = None,
+                   timeout: float = 120.0, poll: float = 0.25) -> ConformanceReport:
     """Run a provider through the lifecycle every provider must support.
 
     Parameters
@@ -170,31 +182,26 @@ def check_provider(
         Hardware of one worker.
     server_container : DockerContainer, optional
         The server container, when ``container`` cannot derive it.
-    timeout : float
-        Seconds any single wait may take.
-    poll : float
-        Seconds between polls.
+    timeout, poll : float
+        Seconds any single wait may take, and between polls.
 
     Returns
     -------
     ConformanceReport
         The steps passed and the steps not run, with the reason (see
-        :attr:`ConformanceReport.complete`). A failing step raises
-        :class:`ConformanceError`.
+        :attr:`ConformanceReport.complete`); a failing step raises :class:`ConformanceError`.
     """
     provider = provider_factory()
     if not isinstance(provider, ManagedCloudProvider):
         raise TypeError("provider_factory must return a ManagedCloudProvider")
     report = ConformanceReport(type(provider).__name__)
-    cluster = DockerCluster(
-        provider, container, server_container=server_container, worker_hardware=hardware,
-        name=f"conformance-{uuid.uuid4().hex[:8]}",
-    )
+    cluster = DockerCluster(provider, container, server_container=server_container, worker_hardware=hardware,
+                            name=f"conformance-{uuid.uuid4().hex[:8]}")
     checker = _Checker(cluster, report, timeout, poll)
     try:
         _run_steps(checker, provider_factory, container.max_workers_per_container)
     finally:
-        _stop_quietly(cluster)
+        stop_quietly(cluster)
     return report
 
 
@@ -231,7 +238,7 @@ def _shared(c: _Checker, up: int, k: int) -> None:
 
 
 def _unknown_kill(c: _Checker) -> None:
-    bogus = f"dockerparallel-no-such-handle-{uuid.uuid4().hex[:8]}"
+    bogus = unknown_handle()
     result = c.provider.checked_kill(c.cluster, [bogus])
     c.expect(result == [True], f"kill of an unknown handle returned {result}")
     c.expect(c.status_of([bogus]) == ["stopped"], "status of an unknown handle is not 'stopped'")
@@ -265,10 +272,3 @@ def _stop(c: _Checker) -> None:
     alive = [h for h, s in zip(sorted(c.seen), statuses) if s != "stopped"]
     c.expect(not alive, f"workers still alive after stop_cluster(): {alive}")
     c.expect(c.cluster.get_worker_numbers()[:2] == (0, 0), "workers counted after stop_cluster()")
-
-
-def _stop_quietly(cluster: DockerCluster) -> None:
-    try:
-        cluster.stop_cluster()
-    except Exception:  # the step that failed has been reported already
-        logger.exception("stop_cluster() failed while cleaning up after the conformance check")

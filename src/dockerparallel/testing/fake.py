@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .._errors import ProviderThrottled
 from ..managed import ManagedCloudProvider, ProviderCapabilities
+from ..container import split
 from ..provider import ClusterView, ServerAddress
 
 if TYPE_CHECKING:
@@ -327,7 +328,7 @@ class FakeCloudProvider(ManagedCloudProvider):
         with self._run_slot(worker_number):
             self._enter("run_docker_worker_containers")
             per = self._per_container(container)
-            sizes = [min(per, worker_number - i) for i in range(0, worker_number, per)]
+            sizes = split(worker_number, per)
             if self.max_containers_per_call is not None:
                 sizes = sizes[: self.max_containers_per_call]
             if sizes and self._chance(self.partial_launch_rate, "partial_launch"):

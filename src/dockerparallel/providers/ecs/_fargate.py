@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
-from ...container import ENV_SERVER_PORT
+from ...container import ENV_SERVER_PORT, split
 from ...provider import WorkerStatus
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def workers_per_task(container: DockerContainer, hardware: DockerHardware) -> in
 
 def counts(total: int, most: int) -> list[int]:
     """Split ``total`` into parts of at most ``most``: ``counts(25, 10) == [10, 10, 5]``."""
-    return [min(most, total - start) for start in range(0, total, most)]
+    return split(total, most)
 
 
 def batches(items: Sequence[str], most: int) -> list[list[str]]:
