@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -11,7 +11,7 @@ from dockerparallel import DockerContainer
 from dockerparallel.managed import ManagedCloudProvider
 from dockerparallel.testing import ProviderContract
 
-from .test_conformance import SLEEP, load_example, sleeping_children
+from .test_conformance import SLEEP, load_example, spawned  # noqa: F401 - spawned is a fixture
 
 EXAMPLE = load_example()
 
@@ -20,20 +20,7 @@ class TestSubprocessExampleContract(ProviderContract):
     poll = 0.01
 
     @pytest.fixture
-    def spawned(self) -> Iterator[list[subprocess.Popen[Any]]]:
-        """Every process the example spawns; survivors are killed and reported after the test."""
-        processes: list[subprocess.Popen[Any]] = []
-        yield processes
-        survivors = [p.pid for p in processes if p.poll() is None]
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
-        assert not survivors, f"processes left running: {survivors}"
-        assert sleeping_children() == []
-
-    @pytest.fixture
-    def provider_factory(self, spawned: list[subprocess.Popen[Any]]) -> Callable[[], ManagedCloudProvider]:
+    def provider_factory(self, spawned: list[subprocess.Popen[Any]]) -> Callable[[], ManagedCloudProvider]:  # noqa: F811
         class Tracked(EXAMPLE.SubprocessProvider):  # type: ignore[misc, name-defined]
             def _spawn(self, *args: Any) -> str:
                 pid: str = super()._spawn(*args)
