@@ -245,7 +245,8 @@ def _up_defaults(provider: str | None, workers: int | None, cpu: int | None, mem
         "provider": provider or _config.get("provider") or "local",
         "workers": workers if workers is not None else (_config.count("workers") or 2),
         "cpu": cpu if cpu is not None else hardware.cpu,
-        "memory": _config.megabytes(memory, name="memory") if memory is not None else hardware.memory,
+        "memory": hardware.memory if memory is None else _config.megabytes(
+            int(memory) if memory.strip().isdigit() else memory, name="memory"),  # a bare number is MB
         "per": per if per is not None else _config.count("workers-per-container", minimum=1, maximum=1024),
         "image": image if image is not None else _config.get("image"),
     }

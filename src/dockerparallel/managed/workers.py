@@ -19,6 +19,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence
 
+from .._verbose import say
 from .._errors import DockerParallelError, PartialLaunchError, ProviderError
 from ..provider import ClusterView, WorkerStatus
 from .calls import (
@@ -90,10 +91,6 @@ class _LaunchOutcome:
         if self.short or self.started < self.asked:
             raise PartialLaunchError(provider, method, self.asked, self.started)
         return self.started
-
-
-def _log(verbose: int, message: str, *args: Any) -> None:
-    logger.log(logging.INFO if verbose else logging.DEBUG, message, *args)
 
 
 class WorkerManager:
@@ -213,7 +210,7 @@ class WorkerManager:
             stopped = self.ledger.stopped()
             if stopped:
                 self._kill(cluster, stopped, verbose, quiet=True)
-                _log(verbose, "%d stopped worker handle(s) killed and forgotten", len(stopped))
+                say(logger, verbose, "%d stopped worker handle(s) killed and forgotten", len(stopped))
 
     def kill_handles(self, cluster: ClusterView, handles: Iterable[str], verbose: int = 0) -> None:
         """Kill ``handles`` (each once) and forget those killed; failed kills are retried at the next refresh."""
@@ -246,7 +243,7 @@ class WorkerManager:
             raise ProviderError(self.provider, "launch_capabilities",
                                 f"must return a ProviderCapabilities, got {type(capabilities).__name__}")
         sizes = capabilities.batch_sizes(number)
-        _log(verbose, "starting %d worker(s) in %d run call(s)", number, len(sizes))
+        say(logger, verbose, "starting %d worker(s) in %d run call(s)", number, len(sizes))
         if len(sizes) == 1:
             return len(self.run(cluster, container, hardware, number, verbose))
         self._remember(cluster)
@@ -303,7 +300,7 @@ class WorkerManager:
                 "removing %d and keeping %d extra",
                 type(self.provider).__name__, excess, plan.workers, excess - plan.workers,
             )
-        _log(verbose, "killing %d worker(s) in %d handle(s)", plan.workers, len(plan.handles))
+        say(logger, verbose, "killing %d worker(s) in %d handle(s)", plan.workers, len(plan.handles))
         self._kill(cluster, plan.handles, verbose)
         return plan.workers
 
@@ -327,5 +324,5 @@ class WorkerManager:
     def _retry_kills(self, cluster: ClusterView, verbose: int) -> None:
         pending = self.ledger.pending_kills()
         if pending:
-            _log(verbose, "retrying %d failed kill(s)", len(pending))
+            say(logger, verbose, "retrying %d failed kill(s)", len(pending))
             self._kill(cluster, pending, verbose, quiet=True)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Ty
 from .._errors import ProviderError
 from .._validation import check_count
 from ..container import ENV_SERVER_PORT
+from .._verbose import say
 from ..managed import ManagedCloudProvider
 from ..provider import ClusterView, ServerAddress
 from ._docker_engine import (
@@ -76,10 +77,6 @@ __all__ = [
     "DockerEngineUnavailable", "DockerImageUnavailable", "DockerProvider", "connect", "docker_errors",
     "server_address_from_inspect", "worker_status",
 ]
-
-
-def _log(verbose: int, message: str, *args: Any) -> None:
-    logger.log(logging.INFO if verbose else logging.DEBUG, message, *args)
 
 
 def _created(box: Mapping[str, Any]) -> int:
@@ -284,7 +281,7 @@ class DockerProvider(ManagedCloudProvider):
         container_id = engine.start_container(cluster.name, container, "server", 1, hardware, self.network_mode,
                                               self._published_ports(container))
         self._server_id = self._handle(self.server_host, container_id)
-        _log(verbose, "server container %s started on %s", container_id[:12], engine.address)
+        say(logger, verbose, "server container %s started on %s", container_id[:12], engine.address)
 
     @engine_errors
     def stop_docker_server(self, cluster: ClusterView, verbose: int = 0) -> None:
@@ -383,7 +380,7 @@ class DockerProvider(ManagedCloudProvider):
                 workers = label_workers(box)
                 self.add_managed_worker_handles([self._handle(index, box["Id"])] * workers)
                 adopted += workers
-        _log(verbose, "cluster %r: %s server, %d worker(s) adopted", cluster.name, "a" if servers else "no", adopted)
+        say(logger, verbose, "cluster %r: %s server, %d worker(s) adopted", cluster.name, "a" if servers else "no", adopted)
 
     @engine_errors
     def cleanup_docker_cluster(self, cluster: ClusterView, deep: bool = False, verbose: int = 0) -> None:
@@ -400,7 +397,7 @@ class DockerProvider(ManagedCloudProvider):
                           if deep or worker_status(box.get("State")) == "stopped"]
                 if not doomed:
                     break
-                _log(verbose, "removing %d container(s) of cluster %r on %s", len(doomed), cluster.name,
+                say(logger, verbose, "removing %d container(s) of cluster %r on %s", len(doomed), cluster.name,
                      engine.address)
                 in_parallel(engine.remove, doomed, self.max_concurrent_calls)
                 if deep:
@@ -463,7 +460,7 @@ class DockerProvider(ManagedCloudProvider):
             raise errors[0]
         if errors:
             logger.warning("%d of %d worker container(s) failed to start: %s", len(errors), len(sizes), errors[0])
-        _log(verbose, "started %d worker container(s) on engine(s) %s", len(sizes) - len(errors), sorted(set(targets)))
+        say(logger, verbose, "started %d worker container(s) on engine(s) %s", len(sizes) - len(errors), sorted(set(targets)))
         return handles
 
     @engine_errors

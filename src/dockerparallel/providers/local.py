@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from .._verbose import say
 from .._validation import check_count, check_flag, check_seconds
 from ..container import ENV_SERVER_PORT
 from ..managed import ManagedCloudProvider
@@ -309,7 +310,7 @@ class LocalProcessProvider(ManagedCloudProvider):
             log_dir = self.store.log_dir / cluster.name
             if self.delete_logs and log_dir.is_dir():
                 shutil.rmtree(log_dir, ignore_errors=True)
-                logger.log(logging.INFO if verbose else logging.DEBUG, "deleted the logs in %s", log_dir)
+                say(logger, verbose, "deleted the logs in %s", log_dir)
 
     def get_docker_logs(self, cluster: ClusterView, verbose: int = 0) -> dict[str, str]:
         """Return what the cluster's processes printed, live or gone, the server first.

@@ -96,10 +96,6 @@ class Refused(Exception):
     """
 
 
-def say(verbose: int, message: str, *args: Any) -> None:
-    """Log ``message`` at INFO when ``verbose``, else at DEBUG."""
-    logger.log(logging.INFO if verbose else logging.DEBUG, message, *args)
-
 
 # -- reading errors -------------------------------------------------------------------------------------------------
 

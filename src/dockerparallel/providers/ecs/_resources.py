@@ -11,11 +11,13 @@ given to the provider are used as they are and never created or removed.
 
 from __future__ import annotations
 
+from ..._verbose import say
+
 import functools
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._api import AwsApi, Refused, already_gone, error_code, error_kind, say
+from ._api import AwsApi, Refused, already_gone, error_code, error_kind
 from ._definitions import Definitions
 from ._options import GivenResources, NetworkOptions
 from ._fargate import (
@@ -93,7 +95,7 @@ class ClusterResources(Definitions):
         """The resources of ``cluster``, initializing first when needed (once, whatever the threads)."""
         with self.lock:
             if self.current is None or self.current.owner != cluster.name:
-                say(cluster.verbose, "%s", summary(self.initialize(cluster)))
+                say(logger, cluster.verbose, "%s", summary(self.initialize(cluster)))
             assert self.current is not None
             return self.current
 

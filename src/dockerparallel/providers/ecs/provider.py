@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from ..._verbose import say
 from ..._errors import ProviderError
 from ..._validation import check_flag
 from ...managed import ManagedCloudProvider, ProviderCapabilities
 from ...provider import ClusterView, ServerAddress
-from ._api import BOTO3_MISSING, AwsApi, Refused, aws_errors, error_code, error_kind, say
+from ._api import BOTO3_MISSING, AwsApi, Refused, aws_errors, error_code, error_kind
 from ._definitions import Once
 from ._fargate import (
     OVERRIDES_MAX,
@@ -190,7 +191,7 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
         verbose : int
             Log the outcome at INFO level when non-zero (each step is logged at DEBUG).
         """
-        say(verbose, "%s", summary(self._stack.initialize(cluster)))
+        say(logger, verbose, "%s", summary(self._stack.initialize(cluster)))
 
     @aws_errors
     def resources(self, cluster: ClusterView) -> FargateResources:
@@ -250,7 +251,7 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
                 raise error
             raise Refused("ECS started no server task (see the log)")
         self._server_arn = arns[0]
-        say(verbose, "server task %s started", self._server_arn)
+        say(logger, verbose, "server task %s started", self._server_arn)
 
     @aws_errors
     def stop_docker_server(self, cluster: ClusterView, verbose: int = 0) -> None:
@@ -328,7 +329,7 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
         workers = [t for t in tasks if tag_map(t.get("tags")).get(TAG_ROLE) == "worker" and t["taskArn"] not in known]
         for task in workers:
             self.add_managed_worker_handles([task["taskArn"]] * task_workers(task))
-        say(verbose, "reconnected to cluster %r: server %s, %d worker task(s) adopted",
+        say(logger, verbose, "reconnected to cluster %r: server %s, %d worker task(s) adopted",
             cluster.name, self._server_arn, len(workers))
 
     @aws_errors
@@ -356,9 +357,9 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
         res = current if current and current.owner == cluster.name else self._stack.resolve(cluster.name, False)
         left += self._stack.remove_created(cluster.name, res, self.delete_logs)
         self._stack.forget()
-        say(verbose, "removed the AWS resources created for cluster %r", cluster.name)
+        say(logger, verbose, "removed the AWS resources created for cluster %r", cluster.name)
         if "log_group" in res.created and res.log_group and not self.delete_logs:
-            say(verbose, "kept the log group %s and its logs (delete_logs=True removes it)", res.log_group)
+            say(logger, verbose, "kept the log group %s and its logs (delete_logs=True removes it)", res.log_group)
         if left:
             raise Refused("could not remove: " + "; ".join(left))
 
@@ -394,7 +395,7 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
         tasks = self._tasks.tagged(self._ecs_cluster(cluster), cluster.name, known)
         own_group = None if self.log_group else default_log_group(cluster.name)
         logs = self._logs.collect(tasks, self._server_arn, own_group)
-        say(verbose, "read the logs of %d container(s) of cluster %r", len(logs), cluster.name)
+        say(logger, verbose, "read the logs of %d container(s) of cluster %r", len(logs), cluster.name)
         return logs
 
     # -- the three primitives -------------------------------------------------------------------------------------
@@ -448,7 +449,7 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
                 handles += [arn for arn in arns for _ in range(workers)]
                 if error is not None:
                     return self._partial(handles, worker_number, error)
-        say(verbose, "started %d worker(s) in %d task(s)", len(handles), len(set(handles)))
+        say(logger, verbose, "started %d worker(s) in %d task(s)", len(handles), len(set(handles)))
         return handles
 
     def _partial(self, handles: list[str], asked: int, error: BaseException) -> list[str]:
