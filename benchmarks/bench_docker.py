@@ -13,6 +13,8 @@ docker-compose``); a missing ``docker-compose`` skips that variant.
 
 Run: ``.venv/bin/python benchmarks/bench_docker.py [--repeat N]``. It prints times and
 ratios, no PASS/FAIL goal line: it exits 0 when every run completes (``_goals.py``).
+With ``--charts DIR`` (default ``docs/assets/charts``; ``--no-charts``) it draws
+the best times of each variant, when matplotlib imports (``benchmarks/_charts.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from dockerparallel import DockerCluster, DockerHardware, ServerAddress
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.docker import LABEL_CLUSTER, DockerProvider, connect
 
-from _goals import exit_status  # benchmarks/ is on sys.path when a benchmark runs as a script
+import _charts  # benchmarks/ is on sys.path when a benchmark runs as a script
+from _goals import exit_status
 
 IMAGE = "dockerparallel-test:latest"
 CONTAINERS, PER_CONTAINER = 8, 2
@@ -179,6 +182,7 @@ VARIANTS: dict[str, Callable[[str], tuple[float, float]]] = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (the best is kept)")
+    _charts.add_option(parser)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Mismatched versions")
     print(f"{WORKERS} Dask workers in {CONTAINERS} containers x {PER_CONTAINER}, image {IMAGE}, host network")
@@ -197,6 +201,9 @@ def main() -> int:
     for name, (_, connected) in best.items():
         if ours and name != "DockerProvider":
             print(f"ratio DockerProvider / {name}: {ours[1] / connected:.2f} (below 1: DockerProvider is faster)")
+    _charts.draw("docker-start", args.charts, _charts.docker_start_chart,
+                 [(name, launched, connected) for name, (launched, connected) in best.items()], workers=WORKERS,
+                 note=f"best of {args.repeat} runs each")
     return exit_status()
 
 

@@ -14,30 +14,42 @@ What is compared, on the same handles and the same kill target W:
 * table DP: a plain per-handle 0/1 subset-sum DP (one item per handle, a table
   over the sums 0..W, a parent array for backtracking), O(n·W) in pure Python.
   Over 100k handles it would run for minutes, so it is *measured* on random
-  subsamples of n = 1k, 2k and 4k handles with the same target, and its time
-  at n = 100k is *extrapolated* with a least-squares line through those points
+  subsamples of n = 1k, 2k and 4k handles (kept in the ledger's order) with the
+  same target, and its time at n = 100k is *extrapolated* with a least-squares line through those points
   (the work is exactly n·W inner steps, so the line fits well). Best of 3. The
   summary shows it next to the measured baseline, marked EXTRAPOLATED; its
   goal line (>= 100x) is about that extrapolated figure.
 
 Every method's best sum is checked against ours wherever both run.
+
+The table DP is what the R original did: its scale-down called
+``adagio::knapsack`` with one item per handle, an O(n·W) table.
+
+Chart (``--charts DIR``, default ``docs/assets/charts``; ``--no-charts``): time
+against N on log-log axes, ours measured at every N of ``CHART_SIZES``, the
+table DP measured at ``SUBSAMPLES`` and extrapolated (the same line) at the
+larger N; drawn only when matplotlib imports (``benchmarks/_charts.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import random
 import time
 from typing import Callable, Sequence, TypeVar
 
-from dockerparallel.managed import LedgerEntry, plan_kill
+import _charts  # benchmarks/ is on sys.path when a benchmark runs as a script
+from _goals import exit_status, verdict
 
-from _goals import exit_status, verdict  # benchmarks/ is on sys.path when a benchmark runs as a script
+from dockerparallel.managed import LedgerEntry, plan_kill
 
 N = 100_000
 MAX_COUNT = 8
 TARGET = 4096
 SUBSAMPLES = (1_000, 2_000, 4_000)
+#: The N of the chart: ours is measured at each, the table DP extrapolated beyond SUBSAMPLES.
+CHART_SIZES = (1_000, 2_000, 4_000, 10_000, 30_000, N)
 REPEATS = 5
 BASELINE_REPEATS = 3
 GOAL_MS = 50.0
@@ -53,6 +65,11 @@ def make_entries(n: int, rng: random.Random) -> list[LedgerEntry]:
         LedgerEntry(f"worker-{i:06d}", rng.randint(1, MAX_COUNT), rng.choice(("initializing", "running")), i + 1)
         for i in range(n)
     ]
+
+
+def subsample(entries: list[LedgerEntry], n: int, rng: random.Random) -> list[LedgerEntry]:
+    """``n`` random entries, in the ledger's order (oldest first), as a ledger of ``n`` handles holds them."""
+    return sorted(rng.sample(entries, n), key=lambda entry: entry.seq)
 
 
 def timed(function: Callable[[], T], repeats: int = 1) -> tuple[float, T]:
@@ -124,22 +141,30 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:10.2f} ms"
 
 
-def bench_table_baseline(entries: list[LedgerEntry], rng: random.Random) -> float:
-    """Measure the table DP on subsamples, check it against ours, print; return the extrapolated time."""
+def bench_table_baseline(entries: list[LedgerEntry], rng: random.Random,
+                         chart: list[tuple[str, int, float, str]]) -> float:
+    """Measure the table DP on subsamples, check it against ours, print; return the extrapolated time.
+
+    Appends ``(method, n, seconds, kind)`` rows for the chart to ``chart``.
+    """
     print(f"\ntable DP: per-handle O(n·W) table, target W = {TARGET} (best of {BASELINE_REPEATS} each)")
     print(f"  {'n':>8}  {'best sum':>8}  {'ours':>13}  {'table DP':>13}  {'ratio':>8}  kind")
     points = []
     for n in SUBSAMPLES:
-        sample = rng.sample(entries, n)
+        sample = subsample(entries, n, rng)
         counts = [e.count for e in sample]
         ours_time, plan = timed(lambda: plan_kill(sample, TARGET), REPEATS)
         base_time, (best, chosen) = timed(lambda: table_dp(counts, TARGET), BASELINE_REPEATS)
         check_choice("table DP", counts, best, chosen)
         assert best == plan.workers, f"n={n}: table DP found {best}, ours {plan.workers}"
         points.append((n, base_time))
+        chart += [("ours", n, ours_time, "measured"), ("table", n, base_time, "measured")]
         print(f"  {n:>8}  {best:>8}  {ms(ours_time)}  {ms(base_time)}  {base_time / ours_time:>7.0f}x  measured")
     slope, intercept = fit_line(points)
     extrapolated = slope * N + intercept
+    for n in CHART_SIZES:
+        if n > max(SUBSAMPLES):
+            chart.append(("table", n, slope * n + intercept, "extrapolated"))
     print(f"  {N:>8}  {'-':>8}  {'':>13}  {ms(extrapolated)}  {'':>8}  "
           f"EXTRAPOLATED (least-squares line: {slope * 1e6:.1f} µs per handle)")
     return extrapolated
@@ -160,7 +185,20 @@ def bench_large_targets(entries: list[LedgerEntry]) -> bool:
     return ok
 
 
+def chart_ours(entries: list[LedgerEntry], rng: random.Random, chart: list[tuple[str, int, float, str]]) -> None:
+    """Our time at the N of the chart between the table DP's subsamples and the full N (measured in main)."""
+    for n in CHART_SIZES:
+        if n in SUBSAMPLES or n >= len(entries):
+            continue
+        sample = subsample(entries, n, rng)
+        seconds, _ = timed(lambda: plan_kill(sample, TARGET), REPEATS)
+        chart.append(("ours", n, seconds, "measured"))
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _charts.add_option(parser)
+    args = parser.parse_args()
     rng = random.Random(SEED)
     entries = make_entries(N, rng)
     counts = [e.count for e in entries]
@@ -178,7 +216,9 @@ def main() -> int:
     print(f"baseline: per-handle bit-set DP on all {N} handles (measured, best of {BASELINE_REPEATS}): "
           f"best sum {bitset_best} in {ms(bitset_time).strip()} -> ratio {ratio:.1f}x")
 
-    extrapolated = bench_table_baseline(entries, rng)
+    chart: list[tuple[str, int, float, str]] = [("ours", N, ours_time, "measured")]
+    extrapolated = bench_table_baseline(entries, rng, chart)
+    chart_ours(entries, rng, chart)
     table_ratio = extrapolated / ours_time
     large_ok = bench_large_targets(entries)
 
@@ -197,6 +237,7 @@ def main() -> int:
           f"selection time < {GOAL_MS:g} ms at n={N} for W up to all workers")
     print(f"  {verdict(table_ratio >= GOAL_RATIO, 'ratio to the table DP')}  >= {GOAL_RATIO:g}x faster than the "
           f"O(n·W) table DP ({table_ratio:.0f}x, EXTRAPOLATED)")
+    _charts.draw("scale-down", args.charts, _charts.scale_down_chart, chart)
     return exit_status()
 
 

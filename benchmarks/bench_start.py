@@ -16,6 +16,10 @@ Real processes. The local provider, 4 workers at 2 per process: time from
 (until its scheduler sees 4 workers), best of ``--repeat``. Goal: <= 1.1 x
 LocalCluster. (Docker: ``bench_docker.py`` measures 16 workers connected
 against a ``docker run`` loop; its clusters start early too.)
+
+Chart (``--charts DIR``, default ``docs/assets/charts``; ``--no-charts``):
+early against sequential start on the fake cloud, and the local processes
+against LocalCluster; drawn only when matplotlib imports (``benchmarks/_charts.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _charts
 from _goals import exit_status, verdict
 
 from dockerparallel import DockerCluster, DockerContainer
@@ -86,11 +91,14 @@ def local_cluster_start() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="best of this many local starts (default 3)")
+    _charts.add_option(parser)
     args = parser.parse_args()
+    chart: list[tuple[str, float, float]] = []
     with tempfile.TemporaryDirectory() as folder:
         store = StateStore(Path(folder) / "state.sqlite3")
         for workers in (8, 64):
             early, sequential = fake_start(workers, True, store), fake_start(workers, False, store)
+            chart.append((f"{workers} workers", early, sequential))
             ratio = early / BOOT
             print(f"fake cloud, boot B = {BOOT:g} s, {workers} workers: early start {early:.3f} s ({ratio:.2f} x B); "
                   f"sequential {sequential:.3f} s ({sequential / BOOT:.2f} x B); goal early <= {FAKE_GOAL} x B "
@@ -101,6 +109,7 @@ def main() -> int:
     print(f"local processes, 4 workers (2 per process), scheduler sees 4: dockerparallel {ours:.3f} s; "
           f"LocalCluster(n_workers=4, processes=True) {theirs:.3f} s; ratio {ratio:.2f} (best of {args.repeat}; "
           f"goal <= {LOCAL_GOAL}) {verdict(ratio <= LOCAL_GOAL, 'local start')}")
+    _charts.draw("start", args.charts, _charts.start_chart, chart, boot=BOOT, local=(ours, theirs))
     return exit_status()
 
 

@@ -24,7 +24,7 @@ from ._dask_cluster import DaskClusterManager
 from ._lifecycle import Lifecycle
 from ._records import ClusterConfig, ReconnectReport, config_from_dict
 from ._validation import check_count, check_flag, check_name, check_seconds, check_verbose
-from .backends.dask import security_environment
+from .backends.dask import secure_container
 from .container import DockerContainer, DockerHardware
 from .controller import Controller
 from .provider import CloudProvider, ServerAddress, WorkerNumbers
@@ -161,7 +161,7 @@ class DockerCluster(DaskClusterManager):
         external, worker_container, options["security"] = external_server(server, worker_container, security)
         security, worker_container = secure(provider, worker_container, options["security"])
         if server_container is not None and security is not None:
-            server_container = server_container.with_environment(**security_environment(security))
+            server_container = secure_container(server_container, security)
         config = ClusterConfig(name, provider, worker_container,
                                server_container or worker_container.server_container(),
                                worker_hardware, server_hardware, security, verbose,

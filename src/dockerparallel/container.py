@@ -150,6 +150,10 @@ class DockerContainer:
         Environment variables. Values are never shown in ``repr``.
     max_workers_per_container : int
         How many workers a provider may pack into one container.
+    secret_variables : sequence of str
+        The names of the environment variables that hold secrets (TLS keys,
+        passwords): a provider must not pass them where others can read them
+        (on ECS they go through Secrets Manager). Set by :meth:`with_secrets`.
     """
 
     image: str
@@ -157,6 +161,7 @@ class DockerContainer:
     command: Sequence[str] = ()
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
     max_workers_per_container: int = 1
+    secret_variables: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, str):
@@ -171,6 +176,9 @@ class DockerContainer:
         ):
             raise TypeError("environment must map strings to strings")
         object.__setattr__(self, "environment", dict(self.environment))
+        if isinstance(self.secret_variables, str) or not all(isinstance(k, str) for k in self.secret_variables):
+            raise TypeError("secret_variables must be a sequence of variable names")
+        object.__setattr__(self, "secret_variables", tuple(sorted(set(self.secret_variables))))
         object.__setattr__(
             self,
             "max_workers_per_container",
@@ -192,6 +200,15 @@ class DockerContainer:
     def with_environment(self, **variables: str) -> DockerContainer:
         """Return a copy whose environment also holds ``variables``."""
         return self.replace(environment={**self.environment, **variables})
+
+    def with_secrets(self, **variables: str) -> DockerContainer:
+        """Return a copy whose environment also holds ``variables``, marked secret (:attr:`secret_variables`)."""
+        return self.replace(environment={**self.environment, **variables},
+                            secret_variables=(*self.secret_variables, *variables))
+
+    def secrets(self) -> dict[str, str]:
+        """The secret variables of the environment, by name."""
+        return {k: self.environment[k] for k in self.secret_variables if k in self.environment}
 
     def server_container(self) -> DockerContainer:
         """Return the server container that goes with this worker container.

@@ -197,10 +197,12 @@ def test_task_status_maps_every_ecs_state(task: dict[str, str] | None, status: s
     assert task_status(task) == status
 
 
-def test_the_secret_variables_are_the_dask_tls_variables() -> None:
-    from dockerparallel.backends.dask import TLS_ENVIRONMENT
+def test_the_container_marks_its_tls_variables_secret() -> None:
+    from dockerparallel.backends.dask import TLS_ENVIRONMENT, DaskWorkerContainer, new_security
 
-    assert ecs_module.SECRET_VARIABLES == set(TLS_ENVIRONMENT.values())
+    container = DaskWorkerContainer(image=IMAGE).with_security(new_security())
+    assert set(container.secret_variables) == set(TLS_ENVIRONMENT.values())
+    assert set(container.server_container().secret_variables) == set(TLS_ENVIRONMENT.values())
 
 
 def test_a_task_definition_with_other_secrets_is_not_reused() -> None:
@@ -619,7 +621,9 @@ def test_a_given_task_definition_without_secrets_gets_the_tls_variables_in_overr
     (task,) = live_tasks(aws_env, cluster)
     assert task["taskDefinitionArn"] == arn
     names = {e["name"] for e in task["overrides"]["containerOverrides"][0]["environment"]}
-    assert {n for n in names if n.startswith(TLS_PREFIX)} == ecs_module.SECRET_VARIABLES
+    from dockerparallel.backends.dask import TLS_ENVIRONMENT
+
+    assert {n for n in names if n.startswith(TLS_PREFIX)} == set(TLS_ENVIRONMENT.values())
     assert f"the worker task definition {family} was given and its secrets lack" in caplog.text
     (server,) = live_tasks(aws_env, cluster, "server")
     assert TLS_PREFIX not in json.dumps(server["overrides"])  # the server's definition is registered here

@@ -117,7 +117,11 @@ def test_long_names_keep_a_hash_of_the_whole_name() -> None:
 
 
 def test_secrets_are_named_by_a_digest_that_shows_no_value() -> None:
-    values = rules.secret_values({TLS_KEY: "-----BEGIN PRIVATE KEY-----abc", "PLAIN": "1"})
+    from dockerparallel import DockerContainer
+
+    container = DockerContainer("img", environment={"PLAIN": "1"}).with_secrets(
+        **{TLS_KEY: "-----BEGIN PRIVATE KEY-----abc"})
+    values = rules.secret_values(container)
     assert values == {TLS_KEY: "-----BEGIN PRIVATE KEY-----abc"}
     digest = rules.secret_digest("c", values)
     assert len(digest) == 16 and "abc" not in digest and rules.secret_digest("c", {}) == ""

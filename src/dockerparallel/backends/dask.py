@@ -60,6 +60,14 @@ def security_from_dict(data: dict[str, str]) -> Security:
     return Security(require_encryption=True, **data)
 
 
+def secure_container(container: DockerContainer, security: Security) -> DockerContainer:
+    """``container`` with the cluster's certificates in its environment, the keys and certificates marked secret."""
+    env = security_environment(security)
+    secret = {k: v for k, v in env.items() if k in TLS_ENVIRONMENT.values()}
+    plain = {k: v for k, v in env.items() if k not in secret}
+    return container.with_environment(**plain).with_secrets(**secret)
+
+
 def security_environment(security: Security) -> dict[str, str]:
     """Environment variables that give a container the cluster's certificates."""
     env = {var: getattr(security, name) for name, var in TLS_ENVIRONMENT.items()}
@@ -131,9 +139,7 @@ class DaskWorkerContainer(DockerContainer):
             raise TypeError(
                 f"security must be True, False or a distributed.Security, got {type(security).__name__}"
             )
-        return self.replace(  # type: ignore[return-value]
-            protocol="tls", environment={**self.environment, **security_environment(security)}
-        )
+        return secure_container(self, security).replace(protocol="tls")  # type: ignore[return-value]
 
     def server_container(self) -> DockerContainer:
         """The Dask scheduler container."""
@@ -149,6 +155,7 @@ class DaskWorkerContainer(DockerContainer):
             command=command,
             environment={**self.environment, ENV_SERVER_PORT: str(self.scheduler_port),
                          ENV_DASHBOARD_PORT: str(self.dashboard_port)},
+            secret_variables=self.secret_variables,
         )
 
     def for_server(self, address: ServerAddress) -> DaskWorkerContainer:

@@ -21,7 +21,7 @@ scale-up runs as up to ``max_concurrent_calls`` batches of at most 10 tasks
 at once (see :meth:`ECSFargateProvider.launch_capabilities`); everything a
 launch touches is thread-safe.
 
-Secret environment variables (:data:`SECRET_VARIABLES`: the cluster's TLS
+Secret environment variables (those the container marks secret: the cluster's TLS
 certificates and private keys) never travel in the ``run_task`` overrides:
 they are stored once per cluster in one AWS Secrets Manager secret that the
 task definitions reference; a deep cleanup deletes it.
@@ -59,7 +59,6 @@ from ._fargate import (
     MAX_CONCURRENT_RUN_CALLS,
     OVERRIDES_MAX,
     RUN_TASK_MAX,
-    SECRET_VARIABLES,
     SECRETS_POLICY_NAME,
     TAG_CLUSTER,
     TAG_CREATED_BY,
@@ -94,7 +93,7 @@ _secret_prefix = secret_prefix
 
 __all__ = [
     "DESCRIBE_TASKS_MAX", "ERROR_TABLE", "FARGATE_MAX_CPU", "FARGATE_MAX_MEMORY", "FARGATE_SIZES", "KINDS",
-    "MAX_CONCURRENT_RUN_CALLS", "OVERRIDES_MAX", "RUN_TASK_MAX", "SECRETS_POLICY_NAME", "SECRET_VARIABLES",
+    "MAX_CONCURRENT_RUN_CALLS", "OVERRIDES_MAX", "RUN_TASK_MAX", "SECRETS_POLICY_NAME",
     "TAG_CLUSTER", "TAG_CREATED_BY", "TAG_ROLE", "TAG_WORKERS", "ECSFargateProvider", "FargateResources",
     "ProviderCapabilities", "botocore_errors", "fargate_size", "task_address", "task_status", "translate",
     "workers_per_task",

@@ -1,6 +1,6 @@
 """Task definitions and the secret that holds the containers' secret variables.
 
-Secret environment variables (:data:`~._fargate.SECRET_VARIABLES`: the
+Secret environment variables (those the container marks secret: the
 cluster's TLS certificates and private keys) never travel in the
 ``run_task`` overrides, where anyone allowed ``ecs:DescribeTasks`` could
 read them: they are stored once per cluster in one AWS Secrets Manager
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ._api import AwsApi, Refused, error_code, error_kind
 from ._fargate import (
-    SECRET_VARIABLES,
     SECRETS_POLICY_NAME,
     SECRETS_RESOURCE,
     TAG_CREATED_BY,
@@ -128,7 +127,7 @@ class Definitions:
         Thread-safe: concurrent launches that miss the cache register one
         task definition, not one each (the others wait and reuse it).
         """
-        values = secret_values(container.environment)
+        values = secret_values(container)
         key = (role, container.image, secret_digest(cluster.name, values))
         cached = self._cache.get(key)
         if cached is not None:
@@ -149,7 +148,7 @@ class Definitions:
         """A task definition given to the constructor; the secret variables its ``secrets`` lack go in overrides."""
         described = self.api.call("ecs", "describe_task_definition", taskDefinition=name)["taskDefinition"]
         container = described["containerDefinitions"][0]
-        given = frozenset(str(s.get("name")) for s in container.get("secrets") or []) & SECRET_VARIABLES
+        given = frozenset(str(s.get("name")) for s in container.get("secrets") or []) & set(values)
         missing = sorted(set(values) - given)
         if missing and self._warned.first(name):
             logger.warning("the %s task definition %s was given and its secrets lack %s: these travel in the "

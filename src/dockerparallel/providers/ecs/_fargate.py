@@ -28,13 +28,6 @@ TAG_CREATED_BY = "dockerparallel-created-by"
 #: Environment variables whose values are secret: the Dask TLS variables
 #: (``dockerparallel.backends.dask.TLS_ENVIRONMENT``). A task gets them from
 #: Secrets Manager through its task definition, never in the ``run_task`` overrides.
-SECRET_VARIABLES = frozenset({
-    "DASK_DISTRIBUTED__COMM__TLS__CA_FILE",
-    "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT",
-    "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY",
-    "DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT",
-    "DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY",
-})
 #: Name of the inline policy of a created execution role that lets ECS read the cluster's secrets.
 SECRETS_POLICY_NAME = "dockerparallel-secrets"
 
@@ -251,9 +244,9 @@ def family(owner: str, role: str) -> str:
 # -- secrets --------------------------------------------------------------------------------------------------------
 
 
-def secret_values(environment: Mapping[str, str]) -> dict[str, str]:
-    """The variables of ``environment`` that are secret (:data:`SECRET_VARIABLES`)."""
-    return {k: v for k, v in environment.items() if k in SECRET_VARIABLES}
+def secret_values(container: DockerContainer) -> dict[str, str]:
+    """The secret variables of ``container`` (those it marks in ``secret_variables``)."""
+    return container.secrets()
 
 
 def secret_digest(owner: str, values: Mapping[str, str]) -> str:
