@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -49,15 +48,16 @@ DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
 TIMEOUT = 300
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` different free TCP ports on 127.0.0.1."""
+    from dockerparallel._spec import free_ports as pick
+
+    return pick(count)
 
 
 def new_container() -> DaskWorkerContainer:
-    return DaskWorkerContainer(image=IMAGE, host="127.0.0.1", scheduler_port=free_port(),
-                               dashboard_port=free_port(), max_workers_per_container=PER_CONTAINER)
+    return DaskWorkerContainer(image=IMAGE, host="127.0.0.1", scheduler_port=(ports := free_ports(2))[0],
+                               dashboard_port=ports[1], max_workers_per_container=PER_CONTAINER)
 
 
 def worker_command(container: DaskWorkerContainer, unique_name: bool) -> list[str]:

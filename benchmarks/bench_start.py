@@ -61,11 +61,11 @@ def fake_start(workers: int, early: bool, store: StateStore) -> float:
 
 def local_start(store: StateStore) -> float:
     """Seconds until the scheduler of a local-process cluster sees 4 workers (2 per process)."""
-    from dockerparallel._spec import free_port
+    from dockerparallel._spec import free_ports
     from dockerparallel.backends.dask import DaskWorkerContainer
     from dockerparallel.providers.local import LocalProcessProvider
 
-    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=free_port(), dashboard_port=free_port(),
+    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=(ports := free_ports(2))[0], dashboard_port=ports[1],
                                     max_workers_per_container=2)
     cluster = DockerCluster(LocalProcessProvider(store, grace_period=1.0), container, worker_number=4, state=store)
     started = time.perf_counter()

@@ -15,7 +15,7 @@ import pytest
 
 from dockerparallel import DockerCluster
 from dockerparallel._wait import wait_until
-from dockerparallel._spec import free_port
+from dockerparallel._spec import free_port, free_ports  # noqa: F401 - free_port is imported from here
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.local import LocalProcessProvider
 from dockerparallel.state import StateStore
@@ -70,7 +70,7 @@ def store(tmp_path: Path) -> StateStore:
 
 @pytest.fixture
 def dask_container() -> DaskWorkerContainer:
-    return DaskWorkerContainer(host="127.0.0.1", scheduler_port=free_port(), dashboard_port=free_port(),
+    return DaskWorkerContainer(host="127.0.0.1", scheduler_port=(ports := free_ports(2))[0], dashboard_port=ports[1],
                                max_workers_per_container=2)
 
 

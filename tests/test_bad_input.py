@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from dockerparallel import DockerCluster, DockerHardware, PartialLaunchError, ProviderError
-from dockerparallel._spec import free_port
+from dockerparallel._spec import free_ports
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers import make_provider
 from dockerparallel.providers.local import LocalProcessProvider, labelled_processes
@@ -92,7 +92,7 @@ class Victim:
 def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victim]:
     path = tmp_path_factory.mktemp("victim") / "state.sqlite3"
     store = StateStore(path)
-    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=free_port(), dashboard_port=free_port())
+    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=(ports := free_ports(2))[0], dashboard_port=ports[1])
     cluster = DockerCluster(LocalProcessProvider(store, grace_period=3.0), container, worker_number=1,
                             name=f"victim-{uuid.uuid4().hex[:8]}", state=store)
     try:

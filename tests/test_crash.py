@@ -23,7 +23,7 @@ from typing import Iterator
 import psutil
 import pytest
 
-from dockerparallel._spec import free_port
+from dockerparallel._spec import free_ports
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.container import DockerContainer, DockerHardware
 from dockerparallel.providers.local import ENV_CLUSTER
@@ -107,9 +107,9 @@ def crash_name() -> Iterator[str]:
 
 
 def test_a_crash_during_a_scale_up_leaves_nothing_after_reconnect_and_stop(tmp_path: Path, crash_name: str) -> None:
-    path, port = tmp_path / "state.sqlite3", free_port()
+    path, (port, dashboard) = tmp_path / "state.sqlite3", free_ports(2)
     store = StateStore(path)
-    launcher = run_python(LAUNCHER, str(path), crash_name, str(port), str(free_port()))
+    launcher = run_python(LAUNCHER, str(path), crash_name, str(port), str(dashboard))
 
     def some_workers_recorded() -> bool:
         assert launcher.poll() is None, f"the launcher exited: {launcher.communicate()}"

@@ -104,7 +104,7 @@ def test_the_notebook_runs_on_a_real_kernel(tmp_path: Path, monkeypatch: pytest.
 def test_idle_timeout_stops_the_whole_cluster(store: StateStore) -> None:
     from tests.local_fixtures import wait_for
 
-    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=_port(), dashboard_port=_port(),
+    container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=(ports := _ports())[0], dashboard_port=ports[1],
                                     death_timeout=3, max_workers_per_container=1)
     cluster = DockerCluster(LocalProcessProvider(store), container, worker_number=2, state=store,
                             idle_timeout="4s")
@@ -132,9 +132,13 @@ def test_idle_timeout_defaults_per_provider(dask_container: DaskWorkerContainer)
 
 
 def _port() -> int:
-    from dockerparallel._spec import free_port
+    return _ports()[0]
 
-    return free_port()
+
+def _ports() -> list[int]:
+    from dockerparallel._spec import free_ports
+
+    return free_ports(2)
 
 
 def test_starting_twice_without_a_reachable_scheduler_is_fine(dask_container: DaskWorkerContainer) -> None:

@@ -12,7 +12,7 @@ import pytest
 from distributed import Client
 
 from dockerparallel import DockerCluster, ServerAddress
-from dockerparallel._spec import free_port
+from dockerparallel._spec import free_ports
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.local import LocalProcessProvider, labelled_processes
 from dockerparallel.state import StateStore
@@ -24,9 +24,9 @@ from tests.providers.docker_fixtures import cluster_name, docker_client  # noqa:
 @pytest.fixture
 def scheduler() -> Iterator[str]:
     """A Dask scheduler on 127.0.0.1 started by the test, not by the library."""
-    port = free_port()
+    port, dashboard = free_ports(2)
     process = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                "--port", str(port), "--dashboard-address", f"127.0.0.1:{free_port()}"],
+                                "--port", str(port), "--dashboard-address", f"127.0.0.1:{dashboard}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"tcp://127.0.0.1:{port}"
     try:

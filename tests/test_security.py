@@ -32,7 +32,7 @@ from distributed import Client, Security
 from distributed.comm.core import CommClosedError
 
 from dockerparallel import DockerCluster, ProviderError
-from dockerparallel._spec import free_port
+from dockerparallel._spec import free_ports
 from dockerparallel.backends.dask import TLS_ENVIRONMENT, DaskWorkerContainer, security_to_dict
 from dockerparallel.providers import PROVIDERS, provider_class
 from dockerparallel.providers.local import LocalProcessProvider, labelled_processes
@@ -57,7 +57,7 @@ def unique_name(prefix: str) -> str:
 
 def tls_container(**options: Any) -> DaskWorkerContainer:
     """A Dask container on 127.0.0.1 with free ports; its environment holds a password."""
-    return DaskWorkerContainer(host="127.0.0.1", scheduler_port=free_port(), dashboard_port=free_port(),
+    return DaskWorkerContainer(host="127.0.0.1", scheduler_port=(ports := free_ports(2))[0], dashboard_port=ports[1],
                                environment={"DB_PASSWORD": PASSWORD}, **options)
 
 

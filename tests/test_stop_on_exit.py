@@ -6,7 +6,6 @@ import gc
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 from dockerparallel import DockerCluster
 from dockerparallel.providers.local import labelled_processes
@@ -21,9 +20,9 @@ import sys
 from dockerparallel import DockerCluster
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.local import LocalProcessProvider
-from dockerparallel._spec import free_port
+from dockerparallel._spec import free_port, free_ports
 
-container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=free_port(), dashboard_port=free_port())
+container = DaskWorkerContainer(host="127.0.0.1", scheduler_port=(ports := free_ports(2))[0], dashboard_port=ports[1])
 cluster = DockerCluster(LocalProcessProvider(), container, name=sys.argv[1], worker_number=2,
                         stop_on_exit=sys.argv[2] == "yes")
 cluster.start_cluster(timeout=60)

@@ -120,7 +120,7 @@ def test_local_processes_with_a_second_process_scaling_through_the_cli(tmp_path:
 
     store = StateStore()
     container = DaskWorkerContainer(host="127.0.0.1", max_workers_per_container=2,
-                                    scheduler_port=_port(), dashboard_port=_port())
+                                    scheduler_port=(ports := _ports())[0], dashboard_port=ports[1])
     cluster = DockerCluster(LocalProcessProvider(store, grace_period=2.0), container, name=NAME, worker_number=2,
                             state=store, auto_heal=True, heal_interval=0.2)
     cluster.start_cluster(timeout=60)
@@ -144,6 +144,10 @@ def test_local_processes_with_a_second_process_scaling_through_the_cli(tmp_path:
 
 
 def _port() -> int:
-    from dockerparallel._spec import free_port
+    return _ports()[0]
 
-    return free_port()
+
+def _ports() -> list[int]:
+    from dockerparallel._spec import free_ports
+
+    return free_ports(2)

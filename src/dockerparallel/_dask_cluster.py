@@ -30,6 +30,17 @@ logger = logging.getLogger("dockerparallel.cluster")
 CONNECT_TIMEOUT = 10.0
 
 
+async def _answers(address: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at ``address`` (``tcp://host:port``): a quick look first."""
+    host, _, port = address.partition("://")[2].rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+    except (OSError, ValueError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 class DaskClusterManager(Cluster):
     """What every Dask cluster manager offers, on top of a cluster's lifecycle (a base of DockerCluster)."""
 
@@ -82,6 +93,10 @@ class DaskClusterManager(Cluster):
             self.status = Status.running
             return
         address = await asyncio.get_running_loop().run_in_executor(None, lambda: self.scheduler_address)
+        if not await _answers(address):
+            logger.warning("%s: nothing answers at %s; not following the scheduler", self.name, address)
+            self.status = Status.running
+            return
         args = self.security.get_connection_args("client") if self.security is not None else {}
         self.scheduler_comm = rpc(address, connection_args=args)
         try:

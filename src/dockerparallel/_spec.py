@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +20,16 @@ HOST_NETWORK_PROVIDERS = frozenset({"local", "docker"})
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` different TCP ports free on ``host`` right now (all held open while they are chosen)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def _free_port_on(host: str) -> int:
@@ -62,9 +70,10 @@ class ClusterSpec:
             host = fields.get("host") or "127.0.0.1"
             fields["host"] = host
             _free_port_on(host)  # the host must be an address of this machine, even with both ports given
-            for port in ("scheduler_port", "dashboard_port"):
+            ports = free_ports(2, host)  # two different ones: the scheduler's and the dashboard's
+            for port, free in zip(("scheduler_port", "dashboard_port"), ports):
                 if not fields.get(port):
-                    fields[port] = _free_port_on(host)
+                    fields[port] = free
         return cls(name=name, provider=provider, **{k: v for k, v in fields.items() if v is not None})
 
     def container(self) -> DaskWorkerContainer:

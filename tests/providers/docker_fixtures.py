@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 from dockerparallel import DockerCluster, DockerHardware
-from dockerparallel._spec import free_port
+from dockerparallel._spec import free_port, free_ports
 from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.docker import LABEL_CLUSTER, LABEL_ROLE, DockerProvider
 from tests.local_fixtures import wait_for
@@ -53,9 +53,10 @@ def engine_problem() -> str | None:
 
 def dask_container(scheduler_port: int | None = None, dashboard_port: int | None = None) -> DaskWorkerContainer:
     """The test worker container: the test image, loopback only, 2 workers per container."""
+    ports = free_ports(2)  # two different ones
     return DaskWorkerContainer(
-        host="127.0.0.1", scheduler_port=scheduler_port or free_port(),
-        dashboard_port=dashboard_port or free_port(), image=TEST_IMAGE, max_workers_per_container=2,
+        host="127.0.0.1", scheduler_port=scheduler_port or ports[0], dashboard_port=dashboard_port or ports[1],
+        image=TEST_IMAGE, max_workers_per_container=2,
     )
 
 

@@ -28,6 +28,7 @@ from dockerparallel.providers.docker import (
     server_address_from_inspect,
     worker_status,
 )
+from dockerparallel._spec import free_ports
 from dockerparallel.testing import check_provider
 
 try:  # tests/providers may or may not be a package; the fixtures are used by name
@@ -274,7 +275,8 @@ FRESH = """
 
 @pytest.mark.docker
 def test_sigkill_mid_scale_up_then_cleanup_from_a_fresh_process(docker_client: Any, cluster_name: str) -> None:
-    fields = {"port": free_port(), "dashboard": free_port(), "name": cluster_name}
+    port, dashboard = free_ports(2)
+    fields = {"port": port, "dashboard": dashboard, "name": cluster_name}
     child = python(CHILD.format(**fields))
     try:
         wait_for(lambda: worker_states(docker_client, cluster_name) == ["created", "running"]

@@ -49,6 +49,7 @@ from .docker_fixtures import (  # noqa: F401 - fixtures are used by name
     docker_client,
     expected_sum_of_squares,
     free_port,
+    free_ports,
     labelled,
     remove_by_port,
     second_docker_client,
@@ -226,7 +227,8 @@ def test_a_killed_creator_leaves_nothing_after_down_from_a_fresh_process(
     from tests.local_fixtures import run_cli
 
     name = two_engine_name
-    code = CREATOR.format(port=free_port(), dashboard=free_port(), hosts=[FIRST_ENGINE, SECOND_ENGINE], name=name)
+    port, dashboard = free_ports(2)
+    code = CREATOR.format(port=port, dashboard=dashboard, hosts=[FIRST_ENGINE, SECOND_ENGINE], name=name)
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, "PYTHONPATH": SRC},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:  # mid scale-up, one container at a time: killed once the second engine has a worker container
