@@ -11,7 +11,8 @@ from ._validation import check_count, check_name
 from .backends.dask import DaskWorkerContainer, default_image
 from .cluster import DockerCluster
 from .container import DockerHardware
-from .providers import make_provider
+from ._config import provider_options
+from .providers import make_provider, provider_class
 from .state import StateStore
 
 #: Providers whose containers share the host's network (ports must be free here).
@@ -86,7 +87,8 @@ class ClusterSpec:
 
     def build(self, store: StateStore) -> DockerCluster:
         """The cluster, on a new provider object."""
-        options = dict(self.provider_options)
+        # options not given come from the config, dockerparallel.providers.<name>
+        options = {**provider_options(self.provider, provider_class(self.provider)), **self.provider_options}
         if self.provider == "local":
             options["store"] = store
         return DockerCluster(

@@ -55,7 +55,7 @@ from distributed.deploy.adaptive import Adaptive as DaskAdaptive
 from tornado.ioloop import PeriodicCallback
 
 from .._validation import check_count
-from .dask import WORKER_NAME_PREFIX, container_token
+from ._names import WORKER_NAME_PREFIX, container_token
 
 if TYPE_CHECKING:
     from tornado.ioloop import IOLoop

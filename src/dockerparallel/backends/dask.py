@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import dask
 
 from .._validation import check_count, check_seconds
+from ._names import WORKER_NAME_PREFIX, container_token  # noqa: F401 - container_token is public here
 from ..container import ENV_SERVER_IP, ENV_SERVER_PORT, DockerContainer, DockerHardware
 
 if TYPE_CHECKING:
@@ -31,8 +32,6 @@ TLS_ENVIRONMENT = {
 }
 _CLIENT_FIELDS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 ENV_DASHBOARD_PORT = "DOCKERPARALLEL_DASHBOARD_PORT"
-#: Prefix of the Dask worker names; the workers of one container share ``dp-<token>``.
-WORKER_NAME_PREFIX = "dp-"
 
 
 def default_image() -> str:
@@ -73,13 +72,6 @@ def security_environment(security: Security) -> dict[str, str]:
     env = {var: getattr(security, name) for name, var in TLS_ENVIRONMENT.items()}
     env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] = "True"
     return env
-
-
-def container_token(worker_name: object) -> str | None:
-    """The container token of a Dask worker name (``dp-<token>[-i]``), or ``None``."""
-    if not isinstance(worker_name, str) or not worker_name.startswith(WORKER_NAME_PREFIX):
-        return None
-    return worker_name[: len(WORKER_NAME_PREFIX) + 8]
 
 
 @dataclass(frozen=True, repr=False)

@@ -43,17 +43,12 @@ def provider_label(provider: object) -> str:
 
 
 def make_provider(name: str, **options: Any) -> CloudProvider:
-    """Create the provider registered as ``name`` with ``options``.
-
-    Options not given come from the config, ``dockerparallel.providers.<name>``.
-    """
-    from .._config import provider_options
-
+    """Create the provider registered as ``name`` with ``options``."""
     cls = provider_class(name)
     unknown = sorted(set(options) - _parameters(cls))
     if unknown:
         raise ValueError(f"unknown option for provider {name!r}: {', '.join(unknown)}")
-    return cls(**{**provider_options(name, cls), **options})
+    return cls(**options)
 
 
 def _parameters(cls: type) -> set[str]:
