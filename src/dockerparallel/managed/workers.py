@@ -224,12 +224,7 @@ class WorkerManager:
                 handles = self.ledger.handles()
                 if not handles:
                     return []
-                try:
-                    self._kill(cluster, handles, verbose)
-                except (ProviderError, DockerParallelError) as exc:
-                    self.ledger.mark_kill_pending(handles)
-                    logger.warning("%s: killing %d handle(s) failed: %s", type(self.provider).__name__,
-                                   len(handles), exc)
+                self._kill(cluster, handles, verbose, quiet=True)  # a failed call leaves them kill-pending
                 if self.ledger.handles() and attempt + 1 < attempts:
                     time.sleep(backoff * 2 ** attempt)
             return self.ledger.handles()
@@ -312,7 +307,7 @@ class WorkerManager:
         except DockerParallelError as exc:
             if not quiet:
                 raise
-            logger.warning("%s: killing %d stopped handle(s) failed (%s); retried on the next refresh",
+            logger.warning("%s: killing %d handle(s) failed (%s); they stay kill-pending and are retried",
                            type(self.provider).__name__, len(handles), exc)
             return
         self.ledger.remove(h for h, ok in zip(handles, results) if ok)
