@@ -1,35 +1,43 @@
 """A complete third-party provider in three methods (plus the server): each container is a subprocess,
-labelled in its environment so that a fresh provider finds a running cluster again (reconnect)."""
+labelled in its environment so that a fresh provider finds a running cluster again (reconnect).
+Installed as a plugin (examples/pyproject.toml), the command line runs it: dockerparallel up --provider subprocess"""
 
 import contextlib
+import os
 import subprocess
 import time
 
 import psutil
-from dockerparallel import ManagedCloudProvider, ServerAddress
+from dockerparallel import ManagedCloudProvider, ProviderPlugin, ServerAddress
 
 LABEL = "DOCKERPARALLEL_CLUSTER"  # "<cluster name> <role> <workers>"
 
 
 def labelled(cluster, role, pids=None):
-    """{pid: workers} of the live processes of ``cluster`` in ``role``, among ``pids`` (default: all)."""
+    """{pid: workers} of the live processes of ``cluster`` in ``role``, among ``pids`` (default: all).
+
+    Only the process that was started counts (it leads a session of its own), not the processes it starts."""
     found = {}
     for pid in psutil.pids() if pids is None else pids:
-        with contextlib.suppress(TypeError, ValueError, psutil.Error):  # not a pid, gone, or not ours
+        with contextlib.suppress(TypeError, ValueError, OSError, psutil.Error):  # not a pid, gone, or not ours
             proc = psutil.Process(int(pid))
             name, got, workers = proc.environ().get(LABEL, "").rsplit(" ", 2)
-            if (name, got) == (cluster.name, role) and proc.status() != psutil.STATUS_ZOMBIE:
+            mine = (name, got) == (cluster.name, role) and os.getsid(proc.pid) == proc.pid
+            if mine and proc.status() != psutil.STATUS_ZOMBIE:
                 found[str(pid)] = int(workers)
     return found
 
 
 class SubprocessProvider(ManagedCloudProvider):
+    plugin = ProviderPlugin(name="subprocess", host_network=True)  # for the command line: name, what it needs
+
     def __init__(self):
         self.children, self.server = {}, None  # pid -> Popen of the processes we started; the server's pid
 
     def _spawn(self, cluster, container, role, workers):
-        env = {**container.environment, LABEL: f"{cluster.name} {role} {workers}"}
-        child = subprocess.Popen(list(container.command), env=env, start_new_session=True)
+        env = {"PATH": os.environ["PATH"], **container.environment, LABEL: f"{cluster.name} {role} {workers}"}
+        child = subprocess.Popen(list(container.command), env=env, start_new_session=True,  # output: not ours
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.children[str(child.pid)] = child
         while child.poll() is None and not labelled(cluster, role, [str(child.pid)]):
             time.sleep(0.001)  # the label shows once exec() has set the environment up
@@ -52,7 +60,8 @@ class SubprocessProvider(ManagedCloudProvider):
         return "running" if labelled(cluster, "server", [self.server]) else "stopped"
 
     def get_docker_server_ip(self, cluster, verbose=0):
-        return ServerAddress(None, None, "127.0.0.1", 8786)
+        port = psutil.Process(int(self.server)).environ().get("DOCKERPARALLEL_SERVER_PORT", 8786)
+        return ServerAddress(None, None, "127.0.0.1", int(port))
 
     def docker_cluster_exists(self, cluster, verbose=0):
         return bool(labelled(cluster, "server"))

@@ -160,7 +160,12 @@ CLI_CASES = [
     cli("up", "--timeout", "nan", "--workers", "0", words=("timeout",)),
     # unknown or bad provider options
     cli("up", "--provider", "ecs", "--subnet", "bogus", words=("subnets", "'bogus'")),
-    cli("up", "--provider", "docker", "--network", "bogus", words=("network_mode", "'bogus'")),
+    cli("up", "--provider", "docker", "--network", "bogus", words=("--network", "'bogus'", "host", "bridge")),
+    cli("up", "--provider", "docker", "--region", "x", words=("'docker'", "--region x", "--network")),
+    cli("up", "--provider", "local", "--grace-period", "soon", words=("--grace-period", "'soon'")),
+    cli("up", "stray", words=("'stray'",)),
+    cli("up", "--provider", "no.such.module:Provider", words=("no.such.module:Provider", "cannot be imported")),
+    cli("up", "--provider", "dockerparallel.state:StateStore", words=("not a CloudProvider",)),
     cli("down", "ghost", "--provider", "nowhere", words=("provider", "'nowhere'")),
 ]
 

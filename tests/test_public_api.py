@@ -13,7 +13,8 @@ PUBLIC = {
     "dockerparallel": [
         "CloudProvider", "ClusterExistsError", "ClusterStateError", "ClusterView", "ConformanceError",
         "DockerCluster", "DockerContainer", "DockerHardware", "DockerParallelError", "ManagedCloudProvider",
-        "PartialLaunchError", "ProviderCapabilities", "ProviderError", "ProviderThrottled", "ProviderTimeout",
+        "PartialLaunchError", "ProviderCapabilities", "ProviderError", "ProviderOption", "ProviderPlugin",
+        "ProviderThrottled", "ProviderTimeout",
         "ScaleReport", "ServerAddress", "StateStoreError", "StopError", "WorkerNumbers", "WorkerStatus",
         "__version__",
     ],
@@ -25,7 +26,8 @@ PUBLIC = {
         "ConformanceReport", "FakeCloud", "FakeCloudError", "FakeCloudProvider", "FakeContainer", "ProviderContract",
         "StepOutcome", "check_provider",
     ],
-    "dockerparallel.providers": ["PROVIDERS", "make_provider", "provider_class", "provider_label"],
+    "dockerparallel.providers": ["Registration", "make_provider", "plugin_of", "provider_class", "provider_label",
+                                 "registered_providers"],
 }
 
 

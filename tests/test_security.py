@@ -34,7 +34,7 @@ from distributed.comm.core import CommClosedError
 from dockerparallel import DockerCluster, ProviderError
 from dockerparallel._spec import free_ports
 from dockerparallel.backends.dask import TLS_ENVIRONMENT, DaskWorkerContainer, security_to_dict
-from dockerparallel.providers import PROVIDERS, provider_class
+from dockerparallel.providers import provider_class, registered_providers
 from dockerparallel.providers.local import LocalProcessProvider, labelled_processes
 from dockerparallel.state import StateStore
 from dockerparallel.testing import FakeCloudProvider
@@ -196,7 +196,7 @@ def test_the_certificates_reach_every_process_through_its_environment(tls_cluste
 # -- defaults ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(PROVIDERS))
+@pytest.mark.parametrize("name", sorted(registered_providers()))
 def test_tls_is_on_by_default_for_every_provider_but_local(name: str) -> None:
     assert provider_class(name).tls_by_default is (name != "local")
 

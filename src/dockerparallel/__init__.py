@@ -23,7 +23,15 @@ from ._errors import (
     StopError,
 )
 from .container import DockerContainer, DockerHardware
-from .provider import CloudProvider, ClusterView, ServerAddress, WorkerNumbers, WorkerStatus
+from .provider import (
+    CloudProvider,
+    ClusterView,
+    ProviderOption,
+    ProviderPlugin,
+    ServerAddress,
+    WorkerNumbers,
+    WorkerStatus,
+)
 
 if TYPE_CHECKING:
     from .cluster import DockerCluster
@@ -53,6 +61,8 @@ __all__ = [
     "PartialLaunchError",
     "ProviderCapabilities",
     "ProviderError",
+    "ProviderOption",
+    "ProviderPlugin",
     "ProviderThrottled",
     "ProviderTimeout",
     "ScaleReport",

@@ -14,13 +14,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from rich.markup import escape
 from rich.table import Table
 
 from ._errors import DockerParallelError, StateStoreError
-from .providers import PROVIDERS, provider_label
+from .providers import provider_label, registered_providers
 from .state import ClusterRecord, StateStore
 
 if TYPE_CHECKING:
@@ -84,14 +84,16 @@ COLUMNS = ("name", "provider", "server", "expected", "running", "initializing", 
 def unreadable_reason(exc: Exception, name: str) -> str:
     """What to say of a record that cannot be rebuilt, and how to remove it."""
     return (f"{exc}; to stop it and remove the record, pass --provider: 'dockerparallel down {name} "
-            f"--provider PROVIDER' (where it ran: {', '.join(PROVIDERS)})")
+            f"--provider PROVIDER' (where it ran: {', '.join(sorted(registered_providers()))}, "
+            "or package.module:Class)")
 
 
 def record_row(record: ClusterRecord) -> ClusterRow:
     """The row of ``record`` from the state file alone (what ``list`` shows; nothing is asked of the provider)."""
     expected = record.spec.get("expected") if isinstance(record.spec, dict) else None
     created = datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="seconds")
-    return ClusterRow(name=record.name, provider=provider_label(record.provider),
+    named = record.spec.get("provider_name") if isinstance(record.spec, dict) else None
+    return ClusterRow(name=record.name, provider=str(named or provider_label(record.provider)),
                       expected=expected if isinstance(expected, int) else None, created=created)
 
 
@@ -175,7 +177,13 @@ def table(rows: list[ClusterRow], title: str | None = None, caption: str | None 
     return result
 
 
-def print_json(rows: list[ClusterRow]) -> None:
+class JsonRow(Protocol):
+    """A row that ``-o json`` prints."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def print_json(rows: Sequence[JsonRow]) -> None:
     """Print the rows as a JSON array on stdout (plain text: no colour, no wrapping)."""
     sys.stdout.write(json.dumps([row.to_json() for row in rows], indent=2) + "\n")
     sys.stdout.flush()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import DockerParallelError
 from .container import DockerContainer, DockerHardware, ServerAddress
+from ._plugin import plugin_of
 from .provider import CloudProvider, ClusterView
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ def config_to_dict(config: ClusterConfig, expected: int) -> dict[str, Any]:
 
     return {
         "provider": class_path(config.provider),
+        "provider_name": plugin_of(type(config.provider)).name,  # what `status` shows, without importing the class
         "provider_options": config.provider.spec_options(),
         "worker_container": container_to_dict(config.worker_container),
         "server_container": container_to_dict(config.server_container),

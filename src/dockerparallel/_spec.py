@@ -12,11 +12,8 @@ from .backends.dask import DaskWorkerContainer, default_image
 from .cluster import DockerCluster
 from .container import DockerHardware
 from ._config import provider_options
-from .providers import make_provider, provider_class
+from .providers import make_provider, plugin_of, provider_class
 from .state import StateStore
-
-#: Providers whose containers share the host's network (ports must be free here).
-HOST_NETWORK_PROVIDERS = frozenset({"local", "docker"})
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,7 +64,7 @@ class ClusterSpec:
     @classmethod
     def for_provider(cls, name: str, provider: str, **fields: Any) -> ClusterSpec:
         """A spec with the defaults of ``provider``: loopback and free ports where the host network is shared."""
-        if provider in HOST_NETWORK_PROVIDERS:
+        if plugin_of(provider_class(provider)).host_network:
             host = fields.get("host") or "127.0.0.1"
             fields["host"] = host
             _free_port_on(host)  # the host must be an address of this machine, even with both ports given
@@ -88,9 +85,11 @@ class ClusterSpec:
     def build(self, store: StateStore) -> DockerCluster:
         """The cluster, on a new provider object."""
         # options not given come from the config, dockerparallel.providers.<name>
-        options = {**provider_options(self.provider, provider_class(self.provider)), **self.provider_options}
-        if self.provider == "local":
-            options["store"] = store
+        cls = provider_class(self.provider)
+        plugin = plugin_of(cls)
+        options = {**provider_options(plugin.name, cls), **self.provider_options}
+        if plugin.store_option:
+            options[plugin.store_option] = store
         return DockerCluster(
             make_provider(self.provider, **options), self.container(), name=self.name,
             worker_number=self.expected, worker_hardware=DockerHardware(self.cpu, self.memory), state=store,

@@ -20,9 +20,9 @@ from typer.core import TyperCommand
 
 from ._cli_output import UNREADABLE, ClientPool, OutputFormat, live_row, print_json, record_row, table
 from ._cli_output import unreadable_reason as _unreadable
+from ._cli_providers import ProviderOptionsCommand
 from ._errors import ClusterExistsError, DockerParallelError, StateStoreError
 from ._validation import check_count, check_seconds
-from .providers import PROVIDERS, provider_label
 from .state import ClusterRecord, StateStore
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def _one_line_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, typer.TyperException):  # a command line that does not parse: exit status 2
             raise
         except Exception as exc:
             logging.getLogger("dockerparallel.cli").debug("%s failed", func.__name__, exc_info=True)
@@ -147,21 +147,13 @@ def _check_name_free(store: StateStore, name: str | None) -> None:
         raise ClusterExistsError(name, f"its record exists in {store.path}")
 
 
-def _provider_options(provider: str, region: str | None, subnet: list[str], security_group: list[str],
-                      network: str | None, pull: bool) -> dict[str, Any]:
-    if provider == "ecs":
-        return {k: v for k, v in {"region": region, "subnets": subnet or None,
-                                  "security_groups": security_group or None}.items() if v}
-    if provider == "docker":
-        return {"pull": pull, **({"network_mode": network} if network else {})}
-    return {}
+def _counts_connected(provider: str | object) -> bool:
+    """Whether a wait counts the workers the scheduler sees: only where it is reachable from here
+    (a provider that shares this machine's network)."""
+    from .providers import plugin_of, provider_class
 
-
-def _counts_connected(provider: str) -> bool:
-    """Whether a wait counts the workers the scheduler sees: only where it is reachable from here."""
-    from ._spec import HOST_NETWORK_PROVIDERS
-
-    return provider in HOST_NETWORK_PROVIDERS
+    cls = provider_class(provider) if isinstance(provider, str) else type(provider)
+    return plugin_of(cls).host_network
 
 
 def _start(cluster: DockerCluster, store: StateStore, workers: int, timeout: float, wait: bool,
@@ -186,11 +178,22 @@ def _start(cluster: DockerCluster, store: StateStore, workers: int, timeout: flo
         raise
 
 
-@app.command()
+_UP_HELP = (
+    "Start a cluster and wait until its workers run. Defaults come from the dockerparallel config.\n\n"
+    "Each provider adds its own options (for instance --network and --pull for docker; --region, --subnet "
+    "and --security-group for ecs): 'dockerparallel up --provider NAME --help' shows them, "
+    "'dockerparallel providers' lists every installed provider with its options."
+)
+
+
+@app.command(cls=ProviderOptionsCommand, help=_UP_HELP,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @_one_line_errors
 def up(
-    provider: Optional[str] = typer.Option(None, help=f"Where to run: {', '.join(PROVIDERS)} "
-                                           "(default: dockerparallel.provider, local)."),
+    ctx: typer.Context,
+    provider: Optional[str] = typer.Option(
+        None, help="Where to run: an installed provider's name (local, docker, ecs, or a plugin's: see "
+        "'dockerparallel providers') or package.module:Class (default: dockerparallel.provider, local)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-n",
                                           help="Number of workers (default: dockerparallel.workers, else 2)."),
     name: Optional[str] = typer.Option(None, help="Cluster name (generated when omitted)."),
@@ -203,17 +206,13 @@ def up(
     host: Optional[str] = typer.Option(None, help="Listen address (local, docker: 127.0.0.1)."),
     port: int = typer.Option(0, help="Scheduler port (0: a free one on local/docker, 8786 elsewhere)."),
     dashboard_port: int = typer.Option(0, help="Dashboard port (0: a free one on local/docker, 8787 elsewhere)."),
-    network: Optional[str] = typer.Option(None, help="Docker network mode (host, bridge)."),
-    pull: bool = typer.Option(True, help="Pull a missing image (docker)."),
-    region: Optional[str] = typer.Option(None, help="AWS region (ecs)."),
-    subnet: list[str] = typer.Option([], help="Subnet id, repeatable (ecs)."),
-    security_group: list[str] = typer.Option([], help="Security group id, repeatable (ecs)."),
     timeout: str = typer.Option("10 minutes", help="How long to wait for the workers: seconds or '5m'."),
     wait: bool = typer.Option(True, help="Wait until the workers run (local, docker: until the scheduler sees them)."),
     scheduler: Optional[str] = typer.Option(None, help="A scheduler started elsewhere ('tcp://10.0.0.5:8786'): "
                                             "only workers are started, and they join it."),
 ) -> None:
-    """Start a cluster and wait until its workers run. Defaults come from the dockerparallel config."""
+    """Start a cluster and wait until its workers run (see ``_UP_HELP``)."""
+    from ._cli_providers import ProviderOptionError, parse_provider_options
     from ._spec import ClusterSpec
     from .cluster import DockerCluster
 
@@ -221,11 +220,15 @@ def up(
     store = StateStore()
     _check_name_free(store, name)
     chosen = _up_defaults(provider, workers, cpu, memory, workers_per_container, image)
+    try:
+        options = parse_provider_options(chosen["provider"], ctx.args)
+    except ProviderOptionError as exc:  # a word of the command line: a usage error (exit status 2)
+        raise typer.BadParameter(str(exc), param_hint="provider options") from None
     spec = ClusterSpec.for_provider(
         name or DockerCluster.new_name(), chosen["provider"], image=chosen["image"], host=host,
         workers_per_container=chosen["per"], cpu=chosen["cpu"], memory=chosen["memory"],
         scheduler_port=port or None, dashboard_port=dashboard_port or None, expected=chosen["workers"],
-        scheduler=scheduler, provider_options=_provider_options(chosen["provider"], region, subnet, security_group, network, pull),
+        scheduler=scheduler, provider_options=options,
     )
     cluster = spec.build(store)
     _start(cluster, store, chosen["workers"], seconds, wait, connected=_counts_connected(chosen["provider"]))
@@ -277,7 +280,7 @@ def scale(
     cluster.set_worker_number(workers)
     if wait:
         wait_with_progress(cluster, workers, timeout, err_console,
-                           connected=_counts_connected(provider_label(cluster.provider)))
+                           connected=_counts_connected(cluster.provider))
     numbers = cluster.get_worker_numbers()
     console.print(f"{name}: expected {numbers.expected}, running {numbers.running}, "
                   f"initializing {numbers.initializing}")
@@ -438,6 +441,27 @@ def _cluster_to_stop(store: StateStore, name: str, provider: str | None, image: 
     cluster = ClusterSpec.for_provider(name, provider, image=image).build(store)
     cluster.reconnect()  # type: ignore[call-arg]
     return cluster
+
+
+@app.command()
+@_one_line_errors
+def providers(output: OutputFormat = typer.Option(OutputFormat.TABLE, "--output", "-o", help=(
+        "table, or json: an array of objects with the keys name, path, package, ready, missing, install, "
+        "host_network, options, error."))) -> None:
+    """List the installed providers (plugins of the entry-point group dockerparallel.providers): where each
+    comes from, whether what it needs is installed (else what to pip install), and its options on 'up'."""
+    from ._cli_providers import provider_rows, providers_options_text, providers_table
+
+    rows = provider_rows()
+    if output is OutputFormat.JSON:
+        print_json(rows)
+    else:
+        console.print(providers_table(rows))
+        console.print(providers_options_text(rows), highlight=False, markup=False)
+    for row in rows:
+        if row.error:
+            err_console.print(f"[yellow]warning:[/yellow] provider {escape(row.name)}: {escape(row.error)}",
+                              highlight=False)
 
 
 @app.command()

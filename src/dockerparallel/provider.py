@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import abc
 import enum
-from typing import Any, Mapping, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, Mapping, NamedTuple, Protocol, runtime_checkable
 
 from .container import DockerContainer, DockerHardware, ServerAddress
+from ._plugin import ProviderOption, ProviderPlugin
 
-__all__ = ["CloudProvider", "ClusterView", "ServerAddress", "WorkerNumbers", "WorkerStatus"]
+__all__ = ["CloudProvider", "ClusterView", "ProviderOption", "ProviderPlugin", "ServerAddress", "WorkerNumbers", "WorkerStatus"]
 
 
 @runtime_checkable
@@ -78,6 +79,10 @@ class CloudProvider(abc.ABC):
 
     #: Whether clusters on this provider use TLS unless told otherwise.
     tls_by_default: bool = True
+
+    #: What the command line and the state store need to know of this class:
+    #: its name, what it needs installed, its options (see :class:`ProviderPlugin`).
+    plugin: ClassVar[ProviderPlugin | None] = None
 
     def spec_options(self) -> dict[str, Any]:
         """Constructor options that rebuild this provider in another process.

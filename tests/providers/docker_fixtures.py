@@ -24,8 +24,8 @@ from tests.local_fixtures import wait_for
 
 __all__ = [
     "SMALL", "TEST_IMAGE", "cluster_name", "dask_client", "dask_container", "dask_worker_container",
-    "docker_client", "docker_cluster", "expected_sum_of_squares", "free_port", "labelled", "sum_of_squares",
-    "wait_for",
+    "docker_client", "docker_cluster", "expected_sum_of_squares", "free_port", "fresh_name", "labelled", "started",
+    "sum_of_squares", "wait_for",
 ]
 
 TEST_IMAGE = "dockerparallel-test:latest"
@@ -141,12 +141,28 @@ def remove_by_port(client: Any, port: int) -> None:
                 client.api.remove_container(box["Id"], force=True)
 
 
+def fresh_name(client: Any, prefix: str = "dptest") -> Iterator[str]:
+    """A fresh cluster name (for a fixture to yield from); every container labelled with it is removed after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    yield name
+    remove_labelled(client, name)
+
+
+@contextlib.contextmanager
+def started(cluster: DockerCluster, timeout: float = 60) -> Iterator[DockerCluster]:
+    """``cluster``, started; stopped afterwards, whatever happened."""
+    try:
+        cluster.start_cluster(timeout=timeout)
+        yield cluster
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.stop_cluster()
+
+
 @pytest.fixture
 def cluster_name(docker_client: Any) -> Iterator[str]:
     """A fresh cluster name; every container labelled with it is removed after the test."""
-    name = f"dptest-{uuid.uuid4().hex[:10]}"
-    yield name
-    remove_labelled(docker_client, name)
+    yield from fresh_name(docker_client)
 
 
 @pytest.fixture
@@ -161,12 +177,8 @@ def dask_worker_container(docker_client: Any) -> Iterator[DaskWorkerContainer]:
 def docker_cluster(cluster_name: str, dask_worker_container: DaskWorkerContainer) -> Iterator[DockerCluster]:
     """A started Dask cluster (scheduler only, TLS as by default) on a :class:`DockerProvider`."""
     cluster = DockerCluster(DockerProvider(pull=False), dask_worker_container, name=cluster_name, worker_hardware=SMALL)
-    try:
-        cluster.start_cluster(timeout=60)
+    with started(cluster):
         yield cluster
-    finally:
-        with contextlib.suppress(Exception):
-            cluster.stop_cluster()
 
 
 # -- several engines: a second daemon and that daemon over SSH (scripts/start-second-dockerd.sh,

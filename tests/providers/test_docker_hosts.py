@@ -9,7 +9,6 @@ skip, or fail under ``DOCKERPARALLEL_REQUIRE_DOCKER=1`` (docker_fixtures.py).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -18,7 +17,7 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,6 +40,7 @@ from dockerparallel.providers.docker import (
 from dockerparallel.testing import check_provider
 
 from .docker_fixtures import (  # noqa: F401 - fixtures are used by name
+    started,
     FIRST_ENGINE,
     SECOND_ENGINE,
     TEST_IMAGE,
@@ -161,17 +161,10 @@ def test_an_unreachable_second_host_is_named(tmp_path: Path) -> None:
 # -- two engines ---------------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def two_engine_cluster(name: str, hosts: list[str], hardware: DockerHardware = QUARTER) -> Iterator[DockerCluster]:
+def two_engine_cluster(name: str, hosts: list[str], hardware: DockerHardware = QUARTER) -> Any:
     """A started Dask cluster (TLS, server on the first host) on a provider of ``hosts``; stopped afterwards."""
-    cluster = DockerCluster(DockerProvider(pull=False, hosts=hosts), dask_container(), name=name,
-                            worker_hardware=hardware)
-    try:
-        cluster.start_cluster(timeout=60)
-        yield cluster
-    finally:
-        with contextlib.suppress(Exception):
-            cluster.stop_cluster()
+    return started(DockerCluster(DockerProvider(pull=False, hosts=hosts), dask_container(), name=name,
+                                 worker_hardware=hardware))
 
 
 @pytest.mark.docker

@@ -153,12 +153,25 @@ class Engine:
                 logger.info("image %s is not on the engine at %s; pulling it", image, self.address)
                 repository, tag = parse_repository_tag(image)
                 try:
-                    self.api.pull(repository, tag=tag or "latest")
+                    self._pull(repository, tag or "latest")
                     self.api.inspect_image(image)
                 except docker.errors.DockerException as exc:
                     raise ImageMissing(f"image {image!r} is not on the Docker Engine at {self.address} and could "
                                        f"not be pulled ({exc}); {BUILD_HELP}") from exc
         self._images.add(image)
+
+    def _pull(self, repository: str, tag: str) -> None:
+        """Pull an image; an error reported inside the progress stream is raised.
+
+        Docker answers most failed pulls with an HTTP error, which the SDK
+        raises; Podman answers them all with 200 and an ``error`` item in
+        the stream, which the SDK returns as text.
+        """
+        import docker
+
+        for item in self.api.pull(repository, tag=tag, stream=True, decode=True):
+            if isinstance(item, dict) and item.get("error"):
+                raise docker.errors.DockerException(str(item["error"]))
 
     def limits(self, hardware: DockerHardware, workers: int) -> tuple[float, int]:
         """The cores (at most the engine's) and bytes of memory of a container of ``workers`` workers."""

@@ -6,8 +6,9 @@ Below them, the docker SDK's exceptions (``docker.errors``, and requests'
 connection errors underneath) travel up untouched; the map turns them into
 :class:`~dockerparallel.ProviderError` subclasses naming the provider class
 and the public method, through one table, :data:`DOCKER_ERROR_TABLE`. An
-engine that does not answer says how to start one; a missing image says how
-to build it.
+engine that does not answer says how to start one (dockerd, or Podman's
+service for a ``unix://`` socket whose path names podman); a missing image
+says how to build it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ DOCKER_KINDS: Mapping[str, tuple[type[ProviderError], str]] = {
         "`bash scripts/install-docker.sh` (installs and starts dockerd) or start dockerd yourself; "
         f"to use another engine set DOCKER_HOST (e.g. DOCKER_HOST={DEFAULT_SOCKET}) "
         "or pass DockerProvider(base_url=...) or DockerProvider(hosts=[...]).")),
+    "podman": (DockerEngineUnavailable, (
+        "no Podman service is reachable at {where} ({error}). Start Podman's Docker-compatible API as root: "
+        "`podman system service --time=0 {where}` (`bash scripts/start-podman.sh` installs podman and starts it); "
+        "to use another engine pass DockerProvider(base_url=...) or set DOCKER_HOST.")),
     "ssh": (DockerEngineUnavailable, (
         "cannot reach the Docker Engine at {where} over SSH ({error}). The ssh:// transport uses your SSH "
         "setup: the key named by IdentityFile in ~/.ssh/config (or the ssh agent), the host's key in "
@@ -86,6 +91,11 @@ def error_kind(exc: BaseException) -> str | None:
         if kind is not None:
             return kind
     return None
+
+
+def is_podman_socket(address: str) -> bool:
+    """Whether ``address`` is a local socket of Podman's service (``unix:///run/podman/podman.sock``)."""
+    return address.startswith("unix://") and "podman" in address
 
 
 def engine_address(base_url: str | None) -> str:
@@ -124,10 +134,13 @@ def translate(provider: object, method: str, exc: BaseException, base_url: str |
     kind = error_kind(exc)
     if kind is None:
         return None
+    tagged = _failed_engine(exc)
+    where = tagged or engine_address(base_url)
+    if kind == "unreachable" and is_podman_socket(where):
+        kind = "podman"  # how to start Podman's service, not dockerd
     error, template = DOCKER_KINDS[kind]
     words = _PEM.sub("***", str(exc))  # an engine may quote a container's environment: never its keys
-    tagged = _failed_engine(exc)
-    message = template.format(error=words, where=tagged or engine_address(base_url))
+    message = template.format(error=words, where=where)
     if tagged and "{where}" not in template:
         message += f" (engine {tagged})"
     return error(provider, method, message)

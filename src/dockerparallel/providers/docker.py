@@ -39,7 +39,7 @@ from .._validation import check_count
 from ..container import ENV_SERVER_PORT
 from .._verbose import say
 from ..managed import ManagedCloudProvider
-from ..provider import ClusterView, ServerAddress
+from ..provider import ClusterView, ProviderOption, ProviderPlugin, ServerAddress
 from ._docker_engine import (
     LABEL_CLUSTER,
     LABEL_ROLE,
@@ -122,6 +122,18 @@ class DockerProvider(ManagedCloudProvider):
     ``k * cpu / 1024`` cores (at most its engine's CPU count) and
     ``k * memory`` MB.
     """
+
+    plugin = ProviderPlugin(
+        name="docker", install="dockerparallel[docker]", modules=("docker",), host_network=True,
+        options=(
+            ProviderOption("network_mode", "The containers' network.", flag="network", choices=("host", "bridge")),
+            ProviderOption("pull", "Pull a missing image.", bool),
+            ProviderOption("base_url", "The engine's address (default: DOCKER_HOST, else the local socket)."),
+            ProviderOption("hosts", "One engine of several (a docker base URL), repeatable.", multiple=True,
+                           flag="docker-host"),
+            ProviderOption("host_ip", "The address at which workers and the client reach the server."),
+        ),
+    )
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ from .._verbose import say
 from .._validation import check_count, check_flag, check_seconds
 from ..container import ENV_SERVER_PORT
 from ..managed import ManagedCloudProvider
+from ..provider import ProviderOption, ProviderPlugin
 from ..provider import ClusterView, ServerAddress
 from ..state import ResourceRecord, StateStore
 
@@ -171,6 +172,12 @@ class LocalProcessProvider(ManagedCloudProvider):
 
     #: Local processes talk over the loopback interface: TLS is an option, not the default.
     tls_by_default = False
+
+    plugin = ProviderPlugin(
+        name="local", host_network=True, store_option="store",
+        options=(ProviderOption("grace_period", "Seconds between SIGTERM and SIGKILL when a process is stopped.",
+                                float),),
+    )
 
     def __init__(self, store: StateStore | None = None, grace_period: float = 5.0, delete_logs: bool = False) -> None:
         if store is not None and not isinstance(store, StateStore):

@@ -17,7 +17,7 @@ from ..._verbose import say
 from ..._errors import ProviderError
 from ..._validation import check_flag
 from ...managed import ManagedCloudProvider, ProviderCapabilities
-from ...provider import ClusterView, ServerAddress
+from ...provider import ClusterView, ProviderOption, ProviderPlugin, ServerAddress
 from ._api import BOTO3_MISSING, AwsApi, Refused, aws_errors, error_code, error_kind
 from ._definitions import Once
 from ._fargate import (
@@ -116,6 +116,19 @@ class ECSFargateProvider(OptionAttributes, ManagedCloudProvider):
     anything else :class:`~dockerparallel.ProviderError` naming this class
     and the method, never a credential.
     """
+
+    plugin = ProviderPlugin(
+        name="ecs", install="dockerparallel[aws]", modules=("boto3",),
+        options=(
+            ProviderOption("region", "AWS region."),
+            ProviderOption("profile", "AWS profile to take credentials and region from."),
+            ProviderOption("subnets", "Subnet id, repeatable.", multiple=True, flag="subnet"),
+            ProviderOption("security_groups", "Security group id, repeatable.", multiple=True, flag="security-group"),
+            ProviderOption("vpc_id", "VPC to take subnets from and create the security group in."),
+            ProviderOption("assign_public_ip", "Give tasks a public IP.", bool),
+            ProviderOption("endpoint_url", "One endpoint for every AWS service."),
+        ),
+    )
 
     def __init__(
         self, *, region: str | None = None, profile: str | None = None,
