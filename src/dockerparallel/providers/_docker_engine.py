@@ -119,6 +119,17 @@ def connect(base_url: str | None = None, timeout: int = 120, pool_size: int = 10
     return client
 
 
+def published_ports(network_mode: str, host_ip: str, environment: Mapping[str, str]) -> dict[int, Any] | None:
+    """The server's port to publish on ``host_ip`` (none on the host network), from its environment."""
+    if network_mode == "host":
+        return None
+    port = environment.get(ENV_SERVER_PORT)
+    if not port:
+        raise ValueError(f"with network_mode={network_mode!r} the server container must set "
+                         f"{ENV_SERVER_PORT} in its environment (the port to publish)")
+    return {int(port): (host_ip, None)}
+
+
 def server_address_from_inspect(info: Mapping[str, Any], host_ip: str) -> ServerAddress:
     """The :class:`ServerAddress` of a server container, from its ``docker inspect`` data.
 

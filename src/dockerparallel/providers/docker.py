@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Ty
 
 from .._errors import ProviderError
 from .._validation import check_count
-from ..container import ENV_SERVER_PORT
 from .._verbose import say
 from ..managed import ManagedCloudProvider
 from ..provider import ClusterView, ProviderOption, ProviderPlugin, ServerAddress
@@ -48,6 +47,7 @@ from ._docker_engine import (
     connect,
     in_parallel,
     label_workers,
+    published_ports,
     server_address_from_inspect,
     worker_status,
 )
@@ -236,15 +236,6 @@ class DockerProvider(ManagedCloudProvider):
                             self.max_concurrent_calls)
         return [bool(ok) for ok, _ in pairs]
 
-    def _published_ports(self, container: DockerContainer) -> dict[int, Any] | None:
-        if self.network_mode == "host":
-            return None
-        port = container.environment.get(ENV_SERVER_PORT)
-        if not port:
-            raise ValueError(f"with network_mode={self.network_mode!r} the server container must set "
-                             f"{ENV_SERVER_PORT} in its environment (the port to publish)")
-        return {int(port): (self.host_ip, None)}
-
     def _placement(self, cluster: ClusterView, hardware: DockerHardware, sizes: Sequence[int]) -> list[int]:
         """The engine of each new container: the one with the most free CPU and memory first.
 
@@ -291,7 +282,7 @@ class DockerProvider(ManagedCloudProvider):
         engine = self._engines[self.server_host]
         engine.ensure_image(container.image, self.pull)
         container_id = engine.start_container(cluster.name, container, "server", 1, hardware, self.network_mode,
-                                              self._published_ports(container))
+                                              published_ports(self.network_mode, self.host_ip, container.environment))
         self._server_id = self._handle(self.server_host, container_id)
         say(logger, verbose, "server container %s started on %s", container_id[:12], engine.address)
 
