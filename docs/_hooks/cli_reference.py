@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 MARKER = "<!-- cli-reference -->"
+OPTIONS_MARKER = "<!-- provider-options -->"
 PAGE = "cli.md"
 PROGRAM = "dockerparallel"
 _DEFAULT = re.compile(r"\s*\[(default: [^\]]*|required)\]\s*$")
@@ -27,7 +28,24 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         return markdown
     if MARKER not in markdown:
         raise ValueError(f"{PAGE} lost its marker {MARKER!r}: the CLI reference has nowhere to go")
-    return markdown.replace(MARKER, render_app())
+    if OPTIONS_MARKER not in markdown:
+        raise ValueError(f"{PAGE} lost its marker {OPTIONS_MARKER!r}: the providers' options have nowhere to go")
+    return markdown.replace(MARKER, render_app()).replace(OPTIONS_MARKER, render_provider_options())
+
+
+def render_provider_options() -> str:
+    """Markdown: one table per installed provider of its own options on ``up``, from its class's declaration."""
+    from dockerparallel._cli_providers import option_flags
+    from dockerparallel.providers import plugin_of, provider_class, registered_providers
+
+    lines: list[str] = []
+    for name in sorted(registered_providers()):
+        plugin = plugin_of(provider_class(name))
+        lines += [f"`--provider {name}`", "", "| Option | Description |", "| --- | --- |"]
+        for flag, option in zip(option_flags(plugin), plugin.options):
+            lines.append(f"| `{flag}` | {_cell(option.help)} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def render_app() -> str:
