@@ -17,7 +17,7 @@ from dockerparallel.backends.dask import DaskWorkerContainer
 from dockerparallel.providers.local import LocalProcessProvider
 from dockerparallel.state import StateStore
 
-from tests.local_fixtures import dask_container, live_children, local_cluster, store  # noqa: F401
+from tests.local_fixtures import dask_container, live_children, local_cluster, store, wait_for  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,8 +52,19 @@ def test_the_dashboard_serves_its_status_plot(local_cluster: DockerCluster) -> N
     local_cluster.start_cluster(timeout=60)
     link = local_cluster.dashboard_link
     assert link.startswith("http://127.0.0.1:")
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(link, timeout=30) as page:
-        html = page.read().decode()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    pages: list[str] = []
+
+    def served() -> bool:  # the scheduler starts its dashboard a moment after it listens (defer_dashboard)
+        try:
+            with opener.open(link, timeout=30) as page:
+                pages.append(page.read().decode())
+        except OSError:  # 404 until then
+            return False
+        return True
+
+    wait_for(served, timeout=60, what="the dashboard", poll=0.1)
+    html = pages[-1]
     assert "Dask needs bokeh" not in html
     assert "<title>Dask Diagnostic UI</title>" in html  # the status page with its Bokeh plots
     assert "Bokeh" in html and "embed" in html

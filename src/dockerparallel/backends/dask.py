@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import dask
 
-from .._validation import check_count, check_seconds
+from .._validation import check_count, check_flag, check_seconds
 from ._names import WORKER_NAME_PREFIX, container_token  # noqa: F401 - container_token is public here
 from ..container import ENV_SERVER_IP, ENV_SERVER_PORT, DockerContainer, DockerHardware
 
@@ -32,6 +33,74 @@ TLS_ENVIRONMENT = {
 }
 _CLIENT_FIELDS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 ENV_DASHBOARD_PORT = "DOCKERPARALLEL_DASHBOARD_PORT"
+#: The Dask config variable that chooses how a nanny starts its worker processes.
+ENV_START_METHOD = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
+#: The values of :attr:`DaskWorkerContainer.start_method` (besides ``None``).
+START_METHODS = ("fork", "forkserver", "spawn")
+#: Dask's ``distributed.nanny.pre-spawn-environ``, for when ``distributed`` (which ships it) is not imported.
+_PRE_SPAWN_DEFAULTS = {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                       "OPENBLAS_NUM_THREADS": "1"}
+#: The hash seed Dask's nanny gives the workers it spawns, so that all workers hash strings alike.
+_DASK_HASH_SEED = "6640"
+#: A nanny preload (the text of a module, as ``dask worker --preload-nanny`` takes it) that waits
+#: until the scheduler accepts connections, trying every 20 ms, before the nanny connects to it.
+SCHEDULER_WAIT_PRELOAD = """\
+# dockerparallel: wait until the scheduler listens, trying every 20 ms, for at most
+# distributed.comm.timeouts.connect; then the nanny connects (and retries) as usual.
+import asyncio, time
+import dask
+from dask.utils import parse_timedelta
+from distributed.comm import get_address_host_port
+
+async def dask_setup(nanny):
+    address = nanny.scheduler.addr
+    if not address.startswith(("tcp://", "tls://")):
+        return
+    ssl = nanny.connection_args.get("ssl_context") if address.startswith("tls://") else None
+    host, port = get_address_host_port(address)
+    deadline = time.monotonic() + parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"))
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ssl), 5)
+        except ConnectionRefusedError:
+            await asyncio.sleep(0.02)
+        except (OSError, asyncio.TimeoutError):
+            return
+        else:
+            writer.close()
+            return
+"""
+
+#: A scheduler preload (the text of a module, as ``dask scheduler --preload`` takes it) that starts the
+#: Bokeh dashboard once the scheduler listens, importing it in a thread: the scheduler runs ``--no-dashboard``.
+DASHBOARD_PRELOAD = """\
+# dockerparallel: start the dashboard once the scheduler listens; Bokeh is imported in a thread meanwhile.
+import asyncio, importlib, logging
+
+logger = logging.getLogger("distributed.scheduler")
+_tasks = set()
+
+async def _start_dashboard(scheduler):
+    loop = asyncio.get_running_loop()
+    try:
+        module = await loop.run_in_executor(None, importlib.import_module, "distributed.dashboard.scheduler")
+    except ImportError:  # as Dask does without Bokeh: a page that says to install it
+        from distributed.http.utils import get_handlers
+        modules = ["distributed.http.scheduler.missing_bokeh"]
+        scheduler.http_application.add_handlers(r".*", get_handlers(scheduler, modules, ""))
+        return
+    try:
+        module.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix="")
+    except Exception:
+        logger.exception("dockerparallel: the dashboard did not start")
+    else:
+        logger.info("dockerparallel: dashboard started")
+
+def dask_setup(scheduler):
+    task = asyncio.ensure_future(_start_dashboard(scheduler))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+"""
 
 
 def default_image() -> str:
@@ -74,6 +143,31 @@ def security_environment(security: Security) -> dict[str, str]:
     return env
 
 
+def fork_environment() -> dict[str, str]:
+    """The variables a Dask nanny sets for the workers it spawns, for a container whose workers are forked.
+
+    A spawned worker gets Dask's ``distributed.nanny.pre-spawn-environ``
+    (``MALLOC_TRIM_THRESHOLD_``, ``OMP_NUM_THREADS``, ...) and
+    ``PYTHONHASHSEED`` when its interpreter starts. A forked worker is a copy
+    of its nanny and inherits the nanny's instead: a random hash seed per
+    container, so workers of two containers would hash strings differently.
+    In the container's environment they apply to the nanny, hence to the
+    workers it forks.
+
+    Returns
+    -------
+    dict of str to str
+        Dask's pre-spawn variables (this process's Dask configuration over
+        Dask's defaults) and ``PYTHONHASHSEED``, which is Dask's ``6640``
+        unless the configuration sets one other than ``0``.
+    """
+    configured = dask.config.get("distributed.nanny.pre-spawn-environ", default=None) or {}
+    env = {**_PRE_SPAWN_DEFAULTS, **{str(k): str(v) for k, v in configured.items()}}
+    if env.get("PYTHONHASHSEED") in (None, "0"):
+        env["PYTHONHASHSEED"] = _DASK_HASH_SEED
+    return env
+
+
 @dataclass(frozen=True, repr=False)
 class DaskWorkerContainer(DockerContainer):
     """A Dask worker container; its server container runs the Dask scheduler.
@@ -98,6 +192,41 @@ class DaskWorkerContainer(DockerContainer):
     protocol : str
         ``"tcp"``, or ``"tls"`` once :meth:`with_security` has given the
         container its certificates.
+    worker_dashboard : bool
+        Whether each worker serves a dashboard of its own (``dask worker
+        --dashboard``). Off by default, as in ``distributed.LocalCluster``:
+        it makes every worker process import Bokeh (more CPU than importing
+        Dask itself), and the scheduler's dashboard shows every worker anyway.
+    start_method : {"fork", "forkserver", "spawn"}, optional
+        How the nanny of each container starts its worker processes (Dask's
+        ``distributed.worker.multiprocessing-method``, set in the container's
+        environment). ``"fork"`` copies the nanny, which has imported Dask
+        already: a worker starts in milliseconds instead of importing Dask
+        again in a fresh interpreter, as ``"spawn"`` (Dask's default) does.
+        ``None`` (the default): ``"fork"`` when the machine that builds the
+        command runs Linux, else Dask's default. See :meth:`worker_start_method`;
+        with ``"fork"`` the container's environment also gets the variables
+        of :func:`fork_environment`.
+    defer_dashboard : bool, optional
+        Whether the scheduler starts its dashboard just after it starts
+        listening (:data:`DASHBOARD_PRELOAD`, a scheduler preload, with
+        ``--no-dashboard``) instead of before: importing Bokeh takes about
+        half a second of CPU, which then overlaps the workers' start instead
+        of delaying it. The dashboard answers at the same address and link,
+        from a moment after the scheduler accepts connections (about half a
+        second when idle). Never when Dask's configuration names scheduler
+        preloads (``distributed.scheduler.preload``), which a ``--preload``
+        option would displace. ``None`` (the default): as
+        :meth:`uses_preloads`.
+    wait_for_scheduler : bool, optional
+        Whether each nanny waits until the scheduler listens, trying every
+        20 ms, before it connects (:data:`SCHEDULER_WAIT_PRELOAD`, a nanny
+        preload). Workers start while the scheduler boots, and Dask's own
+        connect retries back off exponentially with jitter: a nanny that
+        tried for a second may sleep another second after the scheduler is
+        up. The wait ends after ``distributed.comm.timeouts.connect`` (30 s)
+        or on any error other than a refused connection, and the nanny then
+        connects as usual. ``None`` (the default): as :meth:`uses_preloads`.
     """
 
     image: str = field(default_factory=default_image)
@@ -109,6 +238,10 @@ class DaskWorkerContainer(DockerContainer):
     death_timeout: int = 120
     idle_timeout: float | None = None
     protocol: str = "tcp"
+    worker_dashboard: bool = False
+    start_method: str | None = None
+    wait_for_scheduler: bool | None = None
+    defer_dashboard: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -122,6 +255,13 @@ class DaskWorkerContainer(DockerContainer):
             object.__setattr__(self, "idle_timeout", check_seconds(self.idle_timeout, "idle_timeout", allow_zero=False))
         if self.protocol not in ("tcp", "tls"):
             raise ValueError(f"protocol must be 'tcp' or 'tls', got {self.protocol!r}")
+        check_flag(self.worker_dashboard, "worker_dashboard")
+        for flag in ("wait_for_scheduler", "defer_dashboard"):
+            if getattr(self, flag) is not None:
+                check_flag(getattr(self, flag), flag)
+        if self.start_method is not None and self.start_method not in START_METHODS:
+            raise ValueError(f"start_method must be one of {', '.join(map(repr, START_METHODS))} or None, "
+                             f"got {self.start_method!r}")
 
     def with_security(self, security: Security) -> DaskWorkerContainer:
         """A copy that speaks TLS with the certificates of ``security``."""
@@ -141,6 +281,9 @@ class DaskWorkerContainer(DockerContainer):
             command += ["--host", self.host]
         if self.idle_timeout is not None:
             command += ["--idle-timeout", f"{self.idle_timeout:g}s"]
+        if self.uses_preloads(self.defer_dashboard) and not dask.config.get("distributed.scheduler.preload",
+                                                                            default=None):
+            command += ["--no-dashboard", "--preload", DASHBOARD_PRELOAD]
         return DockerContainer(
             image=self.image,
             name="dask-scheduler",
@@ -174,7 +317,57 @@ class DaskWorkerContainer(DockerContainer):
         ]
         if self.host:
             command += ["--host", self.host]
-        return self.replace(command=command)  # type: ignore[return-value]
+        if not self.worker_dashboard:
+            command.append("--no-dashboard")
+        if self.uses_preloads(self.wait_for_scheduler):
+            command += ["--preload-nanny", SCHEDULER_WAIT_PRELOAD]
+        environment = {**self.start_environment(), **self.environment}  # the container's own variables win
+        return self.replace(command=command, environment=environment)  # type: ignore[return-value]
+
+    def uses_preloads(self, option: bool | None = None) -> bool:
+        """Whether the start-up preloads are used: ``option`` (:attr:`defer_dashboard`, :attr:`wait_for_scheduler`).
+
+        Parameters
+        ----------
+        option : bool, optional
+            The option's value; ``None`` (its default) stands for the rule.
+
+        Returns
+        -------
+        bool
+            ``option`` if it is set; else ``True`` over TCP and ``False``
+            over TLS. A TLS container's environment holds the cluster's
+            certificates (about 7 KB), and a provider may limit command and
+            environment together (ECS: 8 KB of ``run_task`` overrides, when
+            a given task definition cannot take the certificates as
+            secrets): the preloads (about 1 KB each) stay out.
+        """
+        return self.protocol == "tcp" if option is None else option
+
+    def worker_start_method(self) -> str | None:
+        """The start method the worker command asks for.
+
+        Returns
+        -------
+        str or None
+            :attr:`start_method` if set; else ``"fork"`` when this machine
+            runs Linux (where the containers of every provider run Linux
+            too), and ``None`` elsewhere: Dask's default (``"spawn"``), as
+            macOS and Windows have no safe ``fork``.
+        """
+        if self.start_method is not None:
+            return self.start_method
+        return "fork" if sys.platform.startswith("linux") else None
+
+    def start_environment(self) -> dict[str, str]:
+        """The environment that gives a worker container its start method (empty for Dask's default).
+
+        With ``"fork"``, it also holds :func:`fork_environment`.
+        """
+        method = self.worker_start_method()
+        if method is None:
+            return {}
+        return {**(fork_environment() if method == "fork" else {}), ENV_START_METHOD: method}
 
     def scheduler_address(self, address: ServerAddress) -> str:
         """The address a client connects to."""
