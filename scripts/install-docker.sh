@@ -111,8 +111,13 @@ DOCKERD_ARGS=(
 # shellcheck disable=SC2206
 DOCKERD_ARGS+=( ${DOCKERD_EXTRA_ARGS:-} )
 
-if pgrep -x dockerd >/dev/null 2>&1; then
-    log "dockerd process already running (pid $(pgrep -x dockerd | tr '\n' ' ')); waiting for it"
+# The default daemon is the one whose pid is in /var/run/docker.pid: a second daemon
+# (scripts/start-second-dockerd.sh) has a pid file of its own and does not count.
+default_dockerd_running() { [[ -f /var/run/docker.pid ]] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }
+
+if default_dockerd_running; then
+    DOCKERD_PID="$(cat /var/run/docker.pid)"
+    log "dockerd already running (pid $DOCKERD_PID); waiting for it"
 else
     # A stale pid file from an earlier (killed) dockerd blocks a new start.
     if [[ -f /var/run/docker.pid ]] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
@@ -123,7 +128,8 @@ else
     mkdir -p "$(dirname "$DOCKERD_LOG")"
     # setsid + nohup: detach from this shell so dockerd outlives the script.
     setsid nohup dockerd "${DOCKERD_ARGS[@]}" >>"$DOCKERD_LOG" 2>&1 </dev/null &
-    log "dockerd started (pid $!)"
+    DOCKERD_PID=$!
+    log "dockerd started (pid $DOCKERD_PID)"
 fi
 
 log "waiting up to ${DOCKERD_WAIT}s for the daemon"
@@ -133,7 +139,7 @@ for ((i = 0; i < DOCKERD_WAIT; i++)); do
         print_versions
         exit 0
     fi
-    if ! pgrep -x dockerd >/dev/null 2>&1; then
+    if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
         log "dockerd exited; last lines of $DOCKERD_LOG:"
         tail -n 30 "$DOCKERD_LOG" >&2 || true
         die "dockerd died during startup"
