@@ -4,6 +4,7 @@ Installed as a plugin (examples/pyproject.toml), the command line runs it: docke
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 
@@ -45,8 +46,8 @@ class SubprocessProvider(ManagedCloudProvider):
 
     def _kill(self, pids):
         for pid in pids:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(int(pid)).kill()
+            with contextlib.suppress(OSError):  # the whole "container": the process and all it started
+                os.killpg(int(pid), signal.SIGKILL)
             if pid in self.children:
                 self.children.pop(pid).wait()
 
