@@ -103,14 +103,6 @@ class ProviderPlugin:
         if repeated:
             raise ValueError(f"ProviderPlugin {self.name!r}: the flag {', '.join(repeated)} is declared twice")
 
-    def option(self, flag: str) -> ProviderOption | None:
-        """The option typed as ``flag`` (``--pull`` or ``--no-pull`` for a bool), if any."""
-        for option in self.options:
-            negative = "--no-" + option.cli_flag[2:]
-            if flag == option.cli_flag or (option.type is bool and flag == negative):
-                return option
-        return None
-
 
 def plugin_of(cls: type) -> ProviderPlugin:
     """What the provider class ``cls`` declares (its ``plugin``), or the defaults for one that declares nothing.

@@ -110,8 +110,9 @@ def make_provider(provider: str, **options: Any) -> CloudProvider:
         Saying what to install, when a module the provider needs is missing.
     """
     cls = provider_class(provider)
-    unknown = sorted(set(options) - _parameters(cls))
-    if unknown and "*" not in _parameters(cls):
+    accepted = _parameters(cls)
+    unknown = sorted(set(options) - accepted)
+    if unknown and "*" not in accepted:
         raise ValueError(f"unknown option for provider {provider!r}: {', '.join(unknown)}")
     try:
         return cls(**options)
